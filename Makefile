@@ -1,0 +1,27 @@
+# Set-up and entry points. `make demo` and `make test` are the README's two commands.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench-quality clean
+
+# The venv is rebuilt when a requirements file changes. requirements.lock pins every transitive package.
+$(STAMP): requirements.txt requirements-dev.txt requirements.lock
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found (Curate needs Python 3.11)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c requirements.lock
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m flows.curate
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench-quality: $(STAMP)
+	$(PY) -m bench.run_quality
+
+clean:
+	rm -rf $(VENV) data/demo data/curated

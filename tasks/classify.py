@@ -1,0 +1,312 @@
+"""Classification: from ingest rows, similarity pairs and statistics to issues, duplicate groups and actions.
+
+Each issue type has one detector, registered in `DETECTORS`; the issue vocabulary itself lives in
+`tasks.schema.Issue`, and a check at import time fails if an issue has no detector (or two).
+
+Duplicate groups are the connected components of exact (same sha256), identical and near-identical pairs.
+Exactly one member of each group is kept, chosen by `KEEP_RULE` (documented in the README).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from tasks.config import CurateConfig
+from tasks.schema import Action, Band, Col, Issue
+from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity
+
+BAND = "band"
+
+KEEP_RULE = (
+    "within a duplicate group keep, in order of preference: a file without a dropped quality issue; "
+    "an evaluation split (decisions.evaluation_splits, in their order) over other splits; labeled over unlabeled; "
+    "more pixels; more bytes; then the first path in sort order"
+)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything detectors may look at. `files` is indexed by row and already holds statistics,
+    nearest neighbours and duplicate groups; `pairs` holds each unordered neighbour pair once, with its band."""
+
+    files: pd.DataFrame
+    pairs: pd.DataFrame
+    config: CurateConfig
+
+
+Detector = Callable[[Evidence], pd.Series]
+DETECTORS: dict[Issue, Detector] = {}
+
+
+def detector(issue: Issue) -> Callable[[Detector], Detector]:
+    """Register the detector of one issue type; registering an issue twice is an error."""
+
+    def register(function: Detector) -> Detector:
+        if issue in DETECTORS:
+            raise ValueError(f"issue {issue} already has a detector: {DETECTORS[issue].__name__}")
+        DETECTORS[issue] = function
+        return function
+
+    return register
+
+
+def band_of(similarity: pd.Series, config: CurateConfig) -> pd.Series:
+    """Similarity band of each pair (None below the `similar` band); bands are exclusive lower bounds."""
+    bands = config.bands
+    conditions = [similarity > bands.identical, similarity > bands.near_identical, similarity > bands.similar]
+    labels = np.select(conditions, [Band.IDENTICAL.value, Band.NEAR_IDENTICAL.value, Band.SIMILAR.value], default="")
+    return pd.Series(labels, index=similarity.index, dtype="string").replace("", pd.NA)
+
+
+def connected_groups(n_rows: int, row_a: np.ndarray, row_b: np.ndarray) -> np.ndarray:
+    """Component id per row for the graph of the given edges; rows without an edge get -1.
+
+    Ids are numbered 0.. in order of each component's first row, so they do not depend on edge order.
+    """
+    groups = np.full(n_rows, -1, dtype=np.int64)
+    if len(row_a) == 0:
+        return groups
+    graph = coo_matrix((np.ones(len(row_a), dtype=np.int8), (row_a, row_b)), shape=(n_rows, n_rows))
+    _, labels = connected_components(graph, directed=False)
+    members = np.flatnonzero(np.bincount(labels)[labels] > 1)  # ascending rows
+    member_labels = labels[members]
+    components, first = np.unique(member_labels, return_index=True)
+    # Renumber by each component's first row so ids do not depend on how scipy numbered the components.
+    rank = np.empty(len(components), dtype=np.int64)
+    rank[np.argsort(members[first], kind="stable")] = np.arange(len(components))
+    groups[members] = rank[np.searchsorted(components, member_labels)]
+    return groups
+
+
+def _exact_duplicate_edges(files: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Edges linking each readable file to the first file with the same sha256 (a star per hash)."""
+    readable = files[files[Col.VALID]]
+    first = readable.groupby(Col.SHA256)[Col.ROW].transform("min")
+    linked = readable[readable[Col.ROW] != first]
+    return linked[Col.ROW].to_numpy(dtype=np.int64), first[linked.index].to_numpy(dtype=np.int64)
+
+
+def _nearest_neighbours(files: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Each row's most similar neighbour among its recorded pairs (ties broken by the smaller row)."""
+    both_sides = pd.concat(
+        [
+            pairs.rename(columns={PAIR_A: "row", PAIR_B: "other"}),
+            pairs.rename(columns={PAIR_B: "row", PAIR_A: "other"}),
+        ]
+    )
+    best = both_sides.sort_values([SIMILARITY, "other"], ascending=[False, True]).drop_duplicates("row")
+    best = best.set_index("row")
+    paths = files[Col.PATH]
+    return pd.DataFrame(
+        {
+            Col.NN_PATH: paths.reindex(best["other"].to_numpy()).to_numpy(),
+            Col.NN_SIMILARITY: best[SIMILARITY].to_numpy(),
+        },
+        index=best.index,
+    )
+
+
+def build_evidence(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> Evidence:
+    """Join ingest rows with statistics, nearest neighbours, pair bands, clusters and duplicate groups."""
+    frame = files.set_index(Col.ROW, drop=False).sort_index()
+    stats = similarity.stats.set_index(Col.ROW)
+    for column in (Col.BLUR, Col.BRIGHTNESS, Col.CONTRAST):
+        frame[column] = stats[column].reindex(frame.index).astype("float64")
+
+    pairs = similarity.pairs.copy()
+    pairs[BAND] = band_of(pairs[SIMILARITY], config)
+
+    nearest = _nearest_neighbours(frame, pairs)
+    frame[Col.NN_PATH] = nearest[Col.NN_PATH].reindex(frame.index).astype("string")
+    frame[Col.NN_SIMILARITY] = nearest[Col.NN_SIMILARITY].reindex(frame.index).astype("float64")
+
+    n_rows = len(frame)
+    linked = pairs[pairs[SIMILARITY] >= config.similarity.cluster_similarity]
+    clusters = connected_groups(n_rows, linked[PAIR_A].to_numpy(), linked[PAIR_B].to_numpy())
+    frame[Col.CLUSTER] = pd.array(np.where(clusters >= 0, clusters, None), dtype="Int64")
+
+    duplicate_pairs = pairs[pairs[BAND].isin([Band.IDENTICAL, Band.NEAR_IDENTICAL])]
+    exact_a, exact_b = _exact_duplicate_edges(frame)
+    groups = connected_groups(
+        n_rows,
+        np.concatenate([duplicate_pairs[PAIR_A].to_numpy(), exact_a]),
+        np.concatenate([duplicate_pairs[PAIR_B].to_numpy(), exact_b]),
+    )
+    frame[Col.DUP_GROUP] = pd.array(np.where(groups >= 0, groups, None), dtype="Int64")
+    return Evidence(files=frame, pairs=pairs, config=config)
+
+
+def _rows_in_band(evidence: Evidence, band: Band) -> pd.Series:
+    """Rows whose strongest pair falls in `band` (each image is reported in its strongest band only)."""
+    pairs = evidence.pairs
+    both = pd.concat([pairs[[PAIR_A, SIMILARITY]].set_axis(["row", SIMILARITY], axis=1),
+                      pairs[[PAIR_B, SIMILARITY]].set_axis(["row", SIMILARITY], axis=1)])
+    strongest = both.groupby("row")[SIMILARITY].max()
+    strongest_band = band_of(strongest, evidence.config)
+    hits = strongest_band[strongest_band == band.value].index
+    return evidence.files.index.to_series().isin(hits)
+
+
+def _group_has_many(evidence: Evidence, column: str) -> pd.Series:
+    """Rows whose duplicate group holds more than one distinct non-null value of `column`."""
+    files = evidence.files
+    grouped = files[files[Col.DUP_GROUP].notna()]
+    distinct = grouped.groupby(Col.DUP_GROUP)[column].nunique(dropna=True)
+    many = distinct[distinct > 1].index
+    return files[Col.DUP_GROUP].isin(many).fillna(False).astype(bool)
+
+
+@detector(Issue.CORRUPT)
+def _corrupt(evidence: Evidence) -> pd.Series:
+    return ~evidence.files[Col.VALID]
+
+
+@detector(Issue.EXACT_DUPLICATE)
+def _exact_duplicate(evidence: Evidence) -> pd.Series:
+    files = evidence.files
+    readable = files[Col.VALID]
+    return readable & files[Col.SHA256].where(readable).duplicated(keep=False) & files[Col.SHA256].notna()
+
+
+@detector(Issue.IDENTICAL)
+def _identical(evidence: Evidence) -> pd.Series:
+    return _rows_in_band(evidence, Band.IDENTICAL)
+
+
+@detector(Issue.NEAR_IDENTICAL)
+def _near_identical(evidence: Evidence) -> pd.Series:
+    return _rows_in_band(evidence, Band.NEAR_IDENTICAL)
+
+
+@detector(Issue.SIMILAR)
+def _similar(evidence: Evidence) -> pd.Series:
+    return _rows_in_band(evidence, Band.SIMILAR)
+
+
+@detector(Issue.OUTLIER)
+def _outlier(evidence: Evidence) -> pd.Series:
+    similarity = evidence.files[Col.NN_SIMILARITY]
+    return (similarity < evidence.config.quality.outlier_max_nn_similarity).fillna(False).astype(bool)
+
+
+@detector(Issue.BLURRY)
+def _blurry(evidence: Evidence) -> pd.Series:
+    blur = evidence.files[Col.BLUR]
+    return (blur < evidence.config.quality.blurry_max_blur).fillna(False).astype(bool)
+
+
+@detector(Issue.DARK)
+def _dark(evidence: Evidence) -> pd.Series:
+    brightness = evidence.files[Col.BRIGHTNESS]
+    return (brightness < evidence.config.quality.dark_max_brightness).fillna(False).astype(bool)
+
+
+@detector(Issue.BRIGHT)
+def _bright(evidence: Evidence) -> pd.Series:
+    brightness = evidence.files[Col.BRIGHTNESS]
+    return (brightness > evidence.config.quality.bright_min_brightness).fillna(False).astype(bool)
+
+
+@detector(Issue.SPLIT_LEAK)
+def _split_leak(evidence: Evidence) -> pd.Series:
+    return _group_has_many(evidence, Col.SPLIT)
+
+
+@detector(Issue.LABEL_CONFLICT)
+def _label_conflict(evidence: Evidence) -> pd.Series:
+    return _group_has_many(evidence, Col.LABEL)
+
+
+_missing = set(Issue) - set(DETECTORS)
+if _missing:
+    raise RuntimeError(f"issues without a detector: {sorted(_missing)}")
+
+
+def detect_issues(evidence: Evidence) -> pd.DataFrame:
+    """One boolean column per issue, in vocabulary order."""
+    flags = {issue.value: DETECTORS[issue](evidence).reindex(evidence.files.index).astype(bool) for issue in Issue}
+    return pd.DataFrame(flags, index=evidence.files.index)
+
+
+def choose_keepers(evidence: Evidence, flags: pd.DataFrame) -> pd.Series:
+    """Row of the kept member of each duplicate group (index: group id), by `KEEP_RULE`."""
+    files = evidence.files
+    members = files[files[Col.DUP_GROUP].notna()]
+    dropped_issues = [issue.value for issue in evidence.config.decisions.drop]
+    evaluation_rank = {split: rank for rank, split in enumerate(evidence.config.decisions.evaluation_splits)}
+    keys = pd.DataFrame(
+        {
+            "group": members[Col.DUP_GROUP],
+            "flagged": flags.loc[members.index, dropped_issues].any(axis=1),
+            "split_rank": members[Col.SPLIT].map(lambda split: evaluation_rank.get(split, len(evaluation_rank))),
+            "unlabeled": members[Col.LABEL].isna(),
+            "pixels": -(members[Col.WIDTH].astype("float64") * members[Col.HEIGHT].astype("float64")),
+            "bytes": -members[Col.BYTES].astype("float64"),
+            "path": members[Col.PATH],
+            "row": members.index,
+        }
+    )
+    ordered = keys.sort_values(["group", "flagged", "split_rank", "unlabeled", "pixels", "bytes", "path"])
+    return ordered.drop_duplicates("group").set_index("group")["row"]
+
+
+def _issue_text(flags: pd.DataFrame, chosen: frozenset[Issue]) -> pd.Series:
+    """Comma-separated names of the chosen issues each row has, in vocabulary order."""
+    text = pd.Series("", index=flags.index, dtype="string")
+    for issue in Issue:
+        if issue in chosen:
+            text = text + np.where(flags[issue.value], issue.value + ", ", "")
+    return text.str.removesuffix(", ")
+
+
+def decide(evidence: Evidence, flags: pd.DataFrame) -> pd.DataFrame:
+    """Action, reason and duplicate_of for every row: corrupt > duplicate > dropped issue > review > keep."""
+    files = evidence.files
+    decisions = evidence.config.decisions
+    keepers = choose_keepers(evidence, flags)
+    keeper_row = files[Col.DUP_GROUP].map(keepers).astype("Int64")
+    is_copy = (keeper_row.notna() & (keeper_row != files.index.to_series())).fillna(False).astype(bool)
+    duplicate_of = pd.Series(pd.NA, index=files.index, dtype="string")
+    duplicate_of[is_copy] = files[Col.PATH].reindex(keeper_row[is_copy].to_numpy()).to_numpy()
+
+    corrupt = ~files[Col.VALID]
+    dropped = flags[[issue.value for issue in decisions.drop]].any(axis=1)
+    reviewed = flags[[issue.value for issue in decisions.review]].any(axis=1)
+    is_keeper = files[Col.DUP_GROUP].notna() & ~is_copy
+    conditions = [corrupt, is_copy, dropped, reviewed, is_keeper]
+    actions = np.select(
+        conditions, [Action.DROP, Action.DROP, Action.DROP, Action.REVIEW, Action.KEEP], default=Action.KEEP
+    )
+    reasons = np.select(
+        conditions,
+        [
+            "corrupt: " + files[Col.ERROR].fillna("unreadable"),
+            "duplicate of " + duplicate_of.fillna(""),
+            "drop: " + _issue_text(flags, decisions.drop),
+            "review: " + _issue_text(flags, decisions.review),
+            "kept copy of duplicate group " + files[Col.DUP_GROUP].astype("string").fillna(""),
+        ],
+        default="no issue",
+    )
+    return pd.DataFrame(
+        {
+            Col.ACTION: pd.array(actions, dtype="string"),
+            Col.REASON: pd.array(reasons, dtype="string"),
+            Col.DUPLICATE_OF: duplicate_of,
+        },
+        index=files.index,
+    )
+
+
+def classify(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> pd.DataFrame:
+    """The classification stage: the manifest frame, one row per ingested file, in ingest order."""
+    evidence = build_evidence(files, similarity, config)
+    flags = detect_issues(evidence)
+    manifest = evidence.files.copy()
+    manifest[Col.ISSUES] = [[issue for issue, hit in row.items() if hit] for row in flags.to_dict("records")]
+    manifest = manifest.join(decide(evidence, flags))
+    return manifest.reset_index(drop=True)

@@ -1,0 +1,185 @@
+"""The one typed configuration model, loaded from `configs/*.yaml` and reused as the flow's parameter.
+
+Every key is validated before any work starts: an unknown key, a wrong type or thresholds in the wrong order
+raise `ConfigError` naming the key.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tasks.errors import ConfigError
+from tasks.schema import Issue
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_FILE = ROOT / "configs" / "default.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SimilarityConfig(_Section):
+    """How neighbour pairs are found."""
+
+    nearest_neighbors: int = Field(5, ge=1, le=50, description="Neighbours searched per image (fastdup's k).")
+    min_similarity: float = Field(
+        0.5, ge=0.0, le=1.0, description="Neighbour pairs below this cosine similarity are not recorded."
+    )
+    cluster_similarity: float = Field(
+        0.96, ge=0.0, le=1.0, description="Similarity that links images into the `cluster` column's components."
+    )
+    min_images: int = Field(
+        10, ge=2, description="fastdup needs at least this many readable images; fewer skips similarity."
+    )
+
+
+class BandsConfig(_Section):
+    """Similarity bands (cosine similarity, exclusive lower bounds), the seed's levels."""
+
+    identical: float = Field(0.990, gt=0.0, le=1.0)
+    near_identical: float = Field(0.980, gt=0.0, le=1.0)
+    similar: float = Field(0.900, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "BandsConfig":
+        if not self.identical > self.near_identical > self.similar:
+            raise ValueError("bands must satisfy identical > near_identical > similar")
+        return self
+
+
+class QualityConfig(_Section):
+    """Thresholds of the image-quality issues, on fastdup's image statistics."""
+
+    blurry_max_blur: float = Field(50.0, ge=0.0, description="`blur` (Laplacian variance) below this is blurry.")
+    dark_max_brightness: float = Field(13.0, ge=0.0, le=255.0, description="Mean grey level below this is dark.")
+    bright_min_brightness: float = Field(
+        220.5, ge=0.0, le=255.0, description="Mean grey level above this is bright."
+    )
+    outlier_max_nn_similarity: float = Field(
+        0.70, ge=0.0, le=1.0, description="An image whose nearest neighbour is less similar than this is an outlier."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "QualityConfig":
+        if not self.dark_max_brightness < self.bright_min_brightness:
+            raise ValueError("dark_max_brightness must be below bright_min_brightness")
+        return self
+
+
+class DecisionsConfig(_Section):
+    """What happens to files with each issue."""
+
+    drop: frozenset[Issue] = Field(
+        frozenset({Issue.CORRUPT, Issue.BLURRY, Issue.DARK, Issue.BRIGHT}),
+        description="Issues whose files are dropped (duplicates other than the kept one are always dropped).",
+    )
+    review: frozenset[Issue] = Field(
+        frozenset({Issue.OUTLIER, Issue.LABEL_CONFLICT}), description="Issues whose files go to a person."
+    )
+    evaluation_splits: tuple[str, ...] = Field(
+        ("test", "val", "valid", "validation"),
+        description="Splits whose copy of a duplicate is kept over others, most preferred first.",
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "DecisionsConfig":
+        if Issue.CORRUPT not in self.drop:
+            raise ValueError("corrupt files cannot be kept: `corrupt` must stay in decisions.drop")
+        if both := self.drop & self.review:
+            raise ValueError(f"issues both dropped and reviewed: {sorted(both)}")
+        return self
+
+
+class GateConfig(_Section):
+    """The quality gate's limits."""
+
+    max_drop_share: float = Field(0.5, ge=0.0, le=1.0, description="Largest share of files that may be dropped.")
+    require_all_labels: bool = Field(
+        True, description="Every label of a labeled split must still have a kept image after curation."
+    )
+
+
+class CurateConfig(_Section):
+    """Curate's whole configuration."""
+
+    dataset_name: str | None = Field(None, description="Names the default output folder; derived if unset.")
+    extensions: tuple[str, ...] = Field(
+        (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"),
+        description="File suffixes (case-insensitive) treated as images; other files are counted, not curated.",
+    )
+    similarity: SimilarityConfig = SimilarityConfig()
+    bands: BandsConfig = BandsConfig()
+    quality: QualityConfig = QualityConfig()
+    decisions: DecisionsConfig = DecisionsConfig()
+    gate: GateConfig = GateConfig()
+
+    @model_validator(mode="after")
+    def _candidates_cover_bands(self) -> "CurateConfig":
+        if self.similarity.min_similarity > self.bands.similar:
+            raise ValueError("similarity.min_similarity must not exceed bands.similar")
+        return self
+
+
+def _describe(error: pydantic.ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "configuration"
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{key}: {message}")
+    return "; ".join(problems)
+
+
+def parse_config(data: dict[str, Any], source: str = "configuration") -> CurateConfig:
+    """Validate a configuration mapping, raising `ConfigError` that names each bad key."""
+    try:
+        return CurateConfig.model_validate(data)
+    except pydantic.ValidationError as error:
+        raise ConfigError(f"invalid {source}: {_describe(error)}") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML configuration file into a mapping (empty file = defaults)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `KEY=VALUE` overrides (dotted keys, YAML values) to a configuration mapping; return a new mapping."""
+    merged: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for override in overrides:
+        key, sep, raw_value = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {override!r}")
+        try:
+            value = yaml.safe_load(raw_value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: value {raw_value!r} is not valid YAML") from None
+        node = merged
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part} is not a section")
+            node = child
+        node[leaf] = value
+    return merged
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> CurateConfig:
+    """Load the configuration: a YAML file (default `configs/default.yaml`) plus `--set` overrides."""
+    source = path or DEFAULT_CONFIG_FILE
+    data = apply_overrides(read_config_file(source), overrides or [])
+    return parse_config(data, source=f"configuration ({source})")

@@ -1,0 +1,117 @@
+"""Ingest: find every image file of every split, hash it, and check that it decodes.
+
+A file that cannot be read is data, not an exception: it becomes a row with `valid=False` and its `error`.
+"""
+
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from tasks.errors import DatasetError
+from tasks.schema import Col
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: Path
+    split: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a walk over the split folders found."""
+
+    images: list[FoundFile]
+    ignored: list[Path]  # files whose suffix is not an image suffix: counted in the summary, not curated
+
+
+def find_files(splits: Mapping[str, Path], extensions: Iterable[str]) -> Inventory:
+    """Walk each split folder in path order. Files in subfolders take the first subfolder's name as label.
+    Raises `DatasetError` when a split folder is missing or no image file is found at all.
+
+    Symbolic links to folders are not followed (a link loop must not hang the walk); hidden files and folders
+    (names starting with '.') are skipped, as tools and operating systems keep their own files there.
+    """
+    suffixes = {suffix.lower() for suffix in extensions}
+    images: list[FoundFile] = []
+    ignored: list[Path] = []
+    for split, folder in splits.items():
+        root = Path(folder).resolve()
+        if not root.is_dir():
+            raise DatasetError(f"split {split!r}: {folder} is not a folder")
+        for directory, subdirectories, names in os.walk(root):
+            subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
+            relative = Path(directory).relative_to(root)
+            label = relative.parts[0] if relative.parts else None
+            for name in sorted(names):
+                if name.startswith("."):
+                    continue
+                path = Path(directory, name)
+                if path.suffix.lower() in suffixes:
+                    images.append(FoundFile(path=path, split=split, label=label))
+                else:
+                    ignored.append(path)
+    if not images:
+        raise DatasetError("no image files found in " + ", ".join(f"{s}={p}" for s, p in splits.items()))
+    return Inventory(images=images, ignored=ignored)
+
+
+def inspect_file(path: Path) -> dict[str, object]:
+    """Hash a file and fully decode it once; never raises for a bad file."""
+    record: dict[str, object] = {Col.VALID: False}
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        record[Col.ERROR] = f"cannot read file: {error.strerror or error}"
+        return record
+    record[Col.SHA256] = hashlib.sha256(data).hexdigest()
+    record[Col.BYTES] = len(data)
+    if not data:
+        record[Col.ERROR] = "empty file (0 bytes)"
+        return record
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (rather than raises) on moderately large images; make every warning a decode error
+            # so a decompression bomb is reported, not silently expanded in memory.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()  # a full decode: a truncated file fails here, not at open()
+                record[Col.WIDTH], record[Col.HEIGHT] = image.size
+                record[Col.FORMAT] = image.format
+    except UnidentifiedImageError:
+        record[Col.ERROR] = "not an image in a format Pillow can read"
+        return record
+    except Exception as error:  # noqa: BLE001 - any decoder failure means the file is unreadable
+        record[Col.ERROR] = f"cannot decode image: {error}"
+        return record
+    record[Col.VALID] = True
+    return record
+
+
+def ingest(inventory: Inventory, workers: int | None = None) -> pd.DataFrame:
+    """Return one row per image file found: row, path, split, label, sha256, bytes, width, height, format,
+    valid, error."""
+    # Hashing and decoding release the GIL in C, so threads overlap I/O and decoding.
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        records = list(pool.map(inspect_file, (found.path for found in inventory.images)))
+    frame = pd.DataFrame.from_records(records)
+    frame.insert(0, Col.ROW, range(len(inventory.images)))
+    frame.insert(1, Col.PATH, [str(found.path) for found in inventory.images])
+    frame.insert(2, Col.SPLIT, [found.split for found in inventory.images])
+    frame.insert(3, Col.LABEL, pd.array([found.label for found in inventory.images], dtype="string"))
+    for column in (Col.SHA256, Col.ERROR, Col.FORMAT):
+        if column not in frame:
+            frame[column] = None
+        frame[column] = frame[column].astype("string")
+    for column in (Col.BYTES, Col.WIDTH, Col.HEIGHT):
+        frame[column] = frame.get(column, pd.Series(index=frame.index, dtype="float64")).astype("Int64")
+    return frame

@@ -1,0 +1,194 @@
+"""Outputs: the summary, the manifest and cleaned splits, the report, and their atomic publication.
+
+Everything is first written into a staging folder inside the output folder, then moved into place with
+`os.replace`, the manifest last: a crash leaves the previous outputs or the new ones, never a half-written file.
+"""
+
+import html
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from tasks.errors import OutputError
+from tasks.expectations import GateResult
+from tasks.schema import Action, Band, Col, Issue, to_table
+from tasks.similarity import SIMILARITY, Similarity
+
+MANIFEST_FILE = "manifest.parquet"
+SUMMARY_FILE = "summary.json"
+SPLITS_DIR = "splits"
+QUALITY_DIR = "quality"
+REPORT_DIR = "report"
+STAGING_PREFIX = ".staging-"
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    out: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.out / MANIFEST_FILE
+
+    @property
+    def summary(self) -> Path:
+        return self.out / SUMMARY_FILE
+
+    @property
+    def report(self) -> Path:
+        return self.out / REPORT_DIR / "index.html"
+
+    @property
+    def quality(self) -> Path:
+        return self.out / QUALITY_DIR
+
+    def split(self, name: str) -> Path:
+        return self.out / SPLITS_DIR / f"{name}.parquet"
+
+
+def _count(n: int, total: int) -> dict[str, Any]:
+    return {"count": n, "of": total, "share": round(n / total, 6) if total else 0.0}
+
+
+def summarize(
+    manifest: pd.DataFrame, similarity: Similarity, bands: dict[Band, float], ignored: list[str], gate: GateResult
+) -> dict[str, Any]:
+    """Counts of images and of distinct pairs, each with its denominator. Never kNN edge counts."""
+    total = len(manifest)
+    readable = int(manifest[Col.VALID].sum())
+    issue_counts = manifest[Col.ISSUES].explode().value_counts()
+    action_counts = manifest[Col.ACTION].value_counts()
+    possible_pairs = readable * (readable - 1) // 2
+    similarities = similarity.pairs[SIMILARITY]
+    thresholds = sorted(bands.items(), key=lambda item: item[1], reverse=True)
+    pair_bands = {}
+    upper = float("inf")
+    for band, threshold in thresholds:
+        in_band = int(((similarities > threshold) & (similarities <= upper)).sum())
+        pair_bands[band.value] = {"above": threshold, **_count(in_band, possible_pairs)}
+        upper = threshold
+    readable_hashes = manifest.loc[manifest[Col.VALID], Col.SHA256].value_counts()
+    exact_pairs = int((readable_hashes * (readable_hashes - 1) // 2).sum())
+    per_split = {
+        split: {
+            "files": int(len(rows)),
+            **{action.value: int((rows[Col.ACTION] == action.value).sum()) for action in Action},
+        }
+        for split, rows in manifest.groupby(Col.SPLIT, sort=False)
+    }
+    return {
+        "files": total,
+        "readable": readable,
+        "ignored_non_image_files": len(ignored),
+        "issues": {issue.value: _count(int(issue_counts.get(issue.value, 0)), total) for issue in Issue},
+        "actions": {action.value: _count(int(action_counts.get(action.value, 0)), total) for action in Action},
+        "duplicate_groups": int(manifest[Col.DUP_GROUP].nunique()),
+        "pairs": {
+            "note": "distinct unordered image pairs found among each readable image's nearest neighbours, "
+            "out of all possible pairs of readable images",
+            "exact_duplicate": _count(exact_pairs, possible_pairs),
+            **pair_bands,
+        },
+        "splits": per_split,
+        "similarity": {"engine": similarity.engine, "skipped": similarity.skipped,
+                       "not_analysed": len(similarity.unanalysed)},
+        "gate": gate.to_json(),
+    }
+
+
+def _render_report(summary: dict[str, Any], title: str) -> str:
+    """A static, self-contained HTML page with the summary tables; every value is HTML-escaped."""
+
+    def table(caption: str, rows: dict[str, dict[str, Any]], unit: str) -> str:
+        body = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{value['count']:,}</td><td>{value['of']:,}</td>"
+            f"<td>{value['share']:.2%}</td></tr>"
+            for name, value in rows.items()
+        )
+        return (
+            f"<h2>{html.escape(caption)}</h2><table><thead><tr><th>{html.escape(unit)}</th><th>count</th>"
+            f"<th>out of</th><th>share</th></tr></thead><tbody>{body}</tbody></table>"
+        )
+
+    pairs = {name: value for name, value in summary["pairs"].items() if isinstance(value, dict)}
+    gate = summary["gate"]
+    gate_rows = "".join(
+        f"<tr class=\"{'pass' if item['success'] else 'fail'}\"><td>{html.escape(item['name'])}</td>"
+        f"<td>{html.escape(item['description'])}</td><td>{'pass' if item['success'] else 'FAIL'}</td>"
+        f"<td>{html.escape(json.dumps(item['observed'], default=str))}</td></tr>"
+        for item in gate["expectations"]
+    )
+    style = (
+        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}"
+        "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f3f3f3}"
+        ".fail td{background:#fde8e8}.pass td:nth-child(3){color:#176317}"
+    )
+    verdict = "passed" if gate["success"] else "FAILED"
+    return (
+        f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{summary['files']:,} files, {summary['readable']:,} readable; "
+        f"{summary['duplicate_groups']:,} duplicate groups; quality gate <strong>{verdict}</strong>.</p>"
+        + table("Images by issue", summary["issues"], "issue")
+        + table("Images by action", summary["actions"], "action")
+        + table("Distinct image pairs by similarity band", pairs, "band")
+        + f"<p>{html.escape(summary['pairs']['note'])}.</p>"
+        + "<h2>Quality gate</h2><table><thead><tr><th>expectation</th><th>meaning</th><th>result</th>"
+        f"<th>observed</th></tr></thead><tbody>{gate_rows}</tbody></table></body></html>"
+    )
+
+
+def new_staging(out: Path) -> Path:
+    """A fresh staging folder inside `out` (same file system, so the final moves are atomic renames)."""
+    staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+    try:
+        staging.mkdir(parents=True)
+    except OSError as error:
+        raise OutputError(f"cannot write to output folder {out}: {error.strerror or error}") from None
+    return staging
+
+
+def write_staged(
+    staging: Path,
+    manifest: pd.DataFrame,
+    summary: dict[str, Any],
+    gate: GateResult,
+    metadata: dict[str, Any],
+    title: str,
+) -> None:
+    """Write every output file into the staging folder (the Data Docs are already in `staging/quality`)."""
+    staged = OutputPaths(staging)
+    pq.write_table(to_table(manifest, metadata), staged.manifest)
+    (staging / SPLITS_DIR).mkdir()
+    kept = manifest[manifest[Col.ACTION] == Action.KEEP.value]
+    for split in manifest[Col.SPLIT].unique():
+        pq.write_table(to_table(kept[kept[Col.SPLIT] == split], metadata), staged.split(split))
+    staged.quality.mkdir(exist_ok=True)
+    (staged.quality / "expectations.json").write_text(json.dumps(gate.to_json(), indent=2, default=str))
+    (staged.quality / "validation_result.json").write_text(json.dumps(gate.raw, indent=2, default=str))
+    staged.summary.write_text(json.dumps(summary, indent=2, default=str))
+    staged.report.parent.mkdir()
+    staged.report.write_text(_render_report(summary, title), encoding="utf-8")
+
+
+def publish(staging: Path, out: Path) -> OutputPaths:
+    """Move staged outputs into `out`: folders first, then the summary, the manifest last."""
+    entries = sorted(staging.iterdir(), key=lambda path: (path.is_file(), path.name == MANIFEST_FILE, path.name))
+    for entry in entries:
+        target = out / entry.name
+        if entry.is_dir() and target.exists():
+            retired = out / f"{STAGING_PREFIX}old-{uuid.uuid4().hex[:12]}"
+            os.replace(target, retired)
+            os.replace(entry, target)
+            shutil.rmtree(retired)
+        else:
+            os.replace(entry, target)
+    staging.rmdir()
+    return OutputPaths(out)

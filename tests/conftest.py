@@ -1,0 +1,34 @@
+"""Shared fixtures. Prefect state goes to a temporary home so tests never touch the user's ~/.prefect."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports Prefect: its settings are read at import time.
+_PREFECT_HOME = Path(tempfile.mkdtemp(prefix="curate-tests-prefect-"))
+os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
+os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_PREFECT_HOME / "results")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import tasks  # noqa: E402,F401  (switches off telemetry before fastdup or Prefect load)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+RSSCN7 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsscn7"
+
+
+def write_texture(path: Path, seed: int, size: int = 96) -> Path:
+    """A random-texture RGB JPEG: distinct seeds give visually distinct images."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 255, size=(size // 8, size // 8, 3), dtype=np.uint8)
+    image = Image.fromarray(coarse).resize((size, size), Image.BICUBIC)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, quality=90)
+    return path
+
+
+@pytest.fixture
+def texture():
+    return write_texture

@@ -1,0 +1,125 @@
+"""Classification on hand-made rows, pairs and statistics: no images, no engine."""
+
+import pandas as pd
+import pytest
+
+from tasks.classify import DETECTORS, classify, connected_groups
+from tasks.config import CurateConfig, apply_overrides, parse_config
+from tasks.schema import Col, Issue
+from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, empty_pairs, empty_stats
+
+CLEAN_STATS = {Col.BLUR: 500.0, Col.BRIGHTNESS: 120.0, Col.CONTRAST: 40.0}
+
+
+def make_files(rows: list[dict]) -> pd.DataFrame:
+    defaults = {Col.LABEL: None, Col.VALID: True, Col.ERROR: None, Col.WIDTH: 100, Col.HEIGHT: 100, Col.BYTES: 1000}
+    frame = pd.DataFrame([{**defaults, **row} for row in rows])
+    frame.insert(0, Col.ROW, range(len(frame)))
+    frame[Col.SHA256] = frame.get(Col.SHA256, pd.Series([f"h{i}" for i in range(len(frame))]))
+    frame[Col.SHA256] = [sha if isinstance(sha, str) else f"h{i}" for i, sha in enumerate(frame[Col.SHA256])]
+    for column in (Col.WIDTH, Col.HEIGHT, Col.BYTES):
+        frame[column] = frame[column].astype("Int64")
+    frame[Col.LABEL] = frame[Col.LABEL].astype("string")
+    return frame
+
+
+def make_similarity(files: pd.DataFrame, pairs: list[tuple[int, int, float]], stats: dict | None = None) -> Similarity:
+    stats = stats or {}
+    readable = files[files[Col.VALID]][Col.ROW]
+    stats_frame = pd.DataFrame([{Col.ROW: row, **CLEAN_STATS, **stats.get(row, {})} for row in readable])
+    pair_frame = pd.DataFrame(pairs, columns=[PAIR_A, PAIR_B, SIMILARITY]).astype(
+        {PAIR_A: "int64", PAIR_B: "int64", SIMILARITY: "float64"}
+    )
+    return Similarity(pairs=pair_frame, stats=stats_frame, engine="test", skipped=None, unanalysed={})
+
+
+def by_path(manifest: pd.DataFrame) -> dict[str, pd.Series]:
+    return {row[Col.PATH]: row for _, row in manifest.iterrows()}
+
+
+def test_every_issue_has_exactly_one_detector():
+    assert set(DETECTORS) == set(Issue)
+
+
+def test_bands_groups_and_keeper_rule():
+    files = make_files(
+        [
+            {Col.PATH: "/d/train/a.jpg", Col.SPLIT: "train", Col.LABEL: "x"},
+            {Col.PATH: "/d/val/a_copy.jpg", Col.SPLIT: "val", Col.LABEL: "x"},  # evaluation split wins
+            {Col.PATH: "/d/train/b.jpg", Col.SPLIT: "train", Col.LABEL: "x"},
+            {Col.PATH: "/d/train/b_small.jpg", Col.SPLIT: "train", Col.LABEL: "x", Col.WIDTH: 50, Col.HEIGHT: 50},
+            {Col.PATH: "/d/train/c.jpg", Col.SPLIT: "train", Col.LABEL: "x"},
+            {Col.PATH: "/d/train/d.jpg", Col.SPLIT: "train", Col.LABEL: "x"},
+        ]
+    )
+    pairs = [(0, 1, 0.995), (2, 3, 0.985), (4, 5, 0.95)]
+    manifest = by_path(classify(files, make_similarity(files, pairs), CurateConfig()))
+
+    a, a_copy = manifest["/d/train/a.jpg"], manifest["/d/val/a_copy.jpg"]
+    assert Issue.IDENTICAL in a[Col.ISSUES] and Issue.SPLIT_LEAK in a[Col.ISSUES]
+    assert a[Col.DUP_GROUP] == a_copy[Col.DUP_GROUP]
+    assert (a[Col.ACTION], a[Col.DUPLICATE_OF]) == ("drop", "/d/val/a_copy.jpg")
+    assert a_copy[Col.ACTION] == "keep" and pd.isna(a_copy[Col.DUPLICATE_OF])
+
+    b, b_small = manifest["/d/train/b.jpg"], manifest["/d/train/b_small.jpg"]
+    assert Issue.NEAR_IDENTICAL in b_small[Col.ISSUES] and Issue.SPLIT_LEAK not in b_small[Col.ISSUES]
+    assert (b[Col.ACTION], b_small[Col.ACTION], b_small[Col.DUPLICATE_OF]) == ("keep", "drop", "/d/train/b.jpg")
+
+    c, d = manifest["/d/train/c.jpg"], manifest["/d/train/d.jpg"]
+    assert list(c[Col.ISSUES]) == [Issue.SIMILAR] and c[Col.ACTION] == "keep"  # similar is reported, not acted on
+    assert pd.isna(c[Col.DUP_GROUP]) and pd.isna(d[Col.DUP_GROUP])
+    assert (c[Col.NN_PATH], c[Col.NN_SIMILARITY]) == ("/d/train/d.jpg", 0.95)
+
+
+def test_exact_duplicates_label_conflict_and_corrupt():
+    files = make_files(
+        [
+            {Col.PATH: "/d/train/cat/1.jpg", Col.SPLIT: "train", Col.LABEL: "cat", Col.SHA256: "same"},
+            {Col.PATH: "/d/train/dog/1.jpg", Col.SPLIT: "train", Col.LABEL: "dog", Col.SHA256: "same"},
+            {Col.PATH: "/d/unlabeled/1.jpg", Col.SPLIT: "unlabeled", Col.SHA256: "same"},
+            {Col.PATH: "/d/train/cat/bad.jpg", Col.SPLIT: "train", Col.LABEL: "cat", Col.VALID: False,
+             Col.ERROR: "empty file (0 bytes)", Col.WIDTH: None, Col.HEIGHT: None},
+        ]
+    )
+    manifest = by_path(classify(files, make_similarity(files, []), CurateConfig()))
+    group = [manifest[p] for p in ("/d/train/cat/1.jpg", "/d/train/dog/1.jpg", "/d/unlabeled/1.jpg")]
+    assert len({row[Col.DUP_GROUP] for row in group}) == 1
+    for row in group:
+        assert {Issue.EXACT_DUPLICATE, Issue.LABEL_CONFLICT, Issue.SPLIT_LEAK} <= set(row[Col.ISSUES])
+    # Labeled beats unlabeled, then path order: cat/1.jpg is kept, and a label conflict sends it to review.
+    assert [row[Col.ACTION] for row in group] == ["review", "drop", "drop"]
+    assert group[1][Col.DUPLICATE_OF] == "/d/train/cat/1.jpg"
+    bad = manifest["/d/train/cat/bad.jpg"]
+    assert list(bad[Col.ISSUES]) == [Issue.CORRUPT] and bad[Col.ACTION] == "drop"
+    assert bad[Col.REASON] == "corrupt: empty file (0 bytes)"
+
+
+def test_quality_issues_and_outliers_follow_configuration():
+    files = make_files([{Col.PATH: f"/d/{name}.jpg", Col.SPLIT: "train"} for name in "abcde"])
+    stats = {0: {Col.BLUR: 10.0}, 1: {Col.BRIGHTNESS: 5.0}, 2: {Col.BRIGHTNESS: 250.0}}
+    pairs = [(0, 1, 0.8), (1, 2, 0.8), (2, 3, 0.8), (3, 4, 0.3)]
+    similarity = make_similarity(files, pairs, stats)
+    manifest = by_path(classify(files, similarity, CurateConfig()))
+    assert list(manifest["/d/a.jpg"][Col.ISSUES]) == [Issue.BLURRY]
+    assert list(manifest["/d/b.jpg"][Col.ISSUES]) == [Issue.DARK]
+    assert list(manifest["/d/c.jpg"][Col.ISSUES]) == [Issue.BRIGHT]
+    assert list(manifest["/d/e.jpg"][Col.ISSUES]) == [Issue.OUTLIER]
+    assert [manifest[f"/d/{n}.jpg"][Col.ACTION] for n in "abcde"] == ["drop", "drop", "drop", "keep", "review"]
+
+    lenient = parse_config(apply_overrides({}, ["decisions.drop=[corrupt, dark]", "decisions.review=[blurry]"]))
+    manifest = by_path(classify(files, similarity, lenient))
+    assert [manifest[f"/d/{n}.jpg"][Col.ACTION] for n in "abcde"] == ["review", "drop", "keep", "keep", "keep"]
+
+
+def test_groups_do_not_depend_on_edge_order():
+    forward = connected_groups(6, [0, 2, 3], [1, 3, 5]).tolist()
+    backward = connected_groups(6, [5, 3, 1], [3, 2, 0]).tolist()
+    assert forward == backward == [0, 0, 1, 1, -1, 1]
+
+
+@pytest.mark.parametrize("n_images", [0, 3])
+def test_without_similarity_nothing_is_paired(n_images):
+    files = make_files([{Col.PATH: f"/d/{i}.jpg", Col.SPLIT: "train"} for i in range(max(n_images, 1))])
+    similarity = Similarity(pairs=empty_pairs(), stats=empty_stats(), engine="test", skipped="too few", unanalysed={})
+    manifest = classify(files, similarity, CurateConfig())
+    assert manifest[Col.DUP_GROUP].isna().all() and (manifest[Col.ACTION] == "keep").all()

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+import pytest
+
+from tasks.errors import DatasetError
+from tasks.ingest import find_files, ingest
+from tasks.schema import Col
+
+EXTENSIONS = (".jpg", ".png")
+
+
+def test_labels_from_subfolders_and_bad_files_are_rows(tmp_path, texture):
+    good = texture(tmp_path / "train" / "cat" / "a.jpg", seed=1)
+    texture(tmp_path / "train" / "b.jpg", seed=2)  # directly in the split folder: unlabeled
+    (tmp_path / "train" / "cat" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "train" / "cat" / "truncated.jpg").write_bytes(good.read_bytes()[:300])
+    (tmp_path / "train" / "cat" / "text.jpg").write_text("not an image")
+    (tmp_path / "train" / "notes.txt").write_text("ignored, but counted")
+    (tmp_path / "train" / ".hidden.jpg").write_bytes(good.read_bytes())
+
+    inventory = find_files({"train": tmp_path / "train"}, EXTENSIONS)
+    assert [path.name for path in inventory.ignored] == ["notes.txt"]
+    frame = ingest(inventory).set_index(Col.PATH)
+    names = {Path(path).name: row for path, row in frame.iterrows()}
+    assert set(names) == {"a.jpg", "b.jpg", "empty.jpg", "truncated.jpg", "text.jpg"}
+    assert names["a.jpg"][Col.LABEL] == "cat" and names["a.jpg"][Col.VALID]
+    assert (names["a.jpg"][Col.WIDTH], names["a.jpg"][Col.HEIGHT]) == (96, 96)
+    assert len(names["a.jpg"][Col.SHA256]) == 64
+    assert names["b.jpg"][Col.LABEL] is None or str(names["b.jpg"][Col.LABEL]) == "<NA>"
+    assert names["empty.jpg"][Col.ERROR] == "empty file (0 bytes)"
+    assert "decode" in names["truncated.jpg"][Col.ERROR]
+    assert "not an image" in names["text.jpg"][Col.ERROR]
+    for name in ("empty.jpg", "truncated.jpg", "text.jpg"):
+        assert not names[name][Col.VALID]
+
+
+def test_missing_split_or_no_images_is_a_dataset_error(tmp_path):
+    with pytest.raises(DatasetError, match="not a folder"):
+        find_files({"train": tmp_path / "missing"}, EXTENSIONS)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no image files"):
+        find_files({"train": tmp_path / "empty"}, EXTENSIONS)
