@@ -16,6 +16,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from tasks.config import CurateConfig
+from tasks.imagestats import robust_z
 from tasks.schema import Action, Band, Col, Issue
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity
 
@@ -90,16 +91,31 @@ def _exact_duplicate_edges(files: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]
     return linked[Col.ROW].to_numpy(dtype=np.int64), first[linked.index].to_numpy(dtype=np.int64)
 
 
-def _nearest_neighbours(files: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """Each row's most similar neighbour among its recorded pairs (ties broken by the smaller row)."""
+def _neighbours_by_row(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Each unordered pair seen from both sides (row, other, similarity), most similar first within a row."""
     both_sides = pd.concat(
         [
-            pairs.rename(columns={PAIR_A: "row", PAIR_B: "other"}),
-            pairs.rename(columns={PAIR_B: "row", PAIR_A: "other"}),
+            pairs[[PAIR_A, PAIR_B, SIMILARITY]].set_axis(["row", "other", SIMILARITY], axis=1),
+            pairs[[PAIR_B, PAIR_A, SIMILARITY]].set_axis(["row", "other", SIMILARITY], axis=1),
         ]
     )
-    best = both_sides.sort_values([SIMILARITY, "other"], ascending=[False, True]).drop_duplicates("row")
-    best = best.set_index("row")
+    return both_sides.sort_values(["row", SIMILARITY, "other"], ascending=[True, False, True], kind="stable")
+
+
+def _density_ratio(neighbours: pd.DataFrame, k: int) -> pd.Series:
+    """Mean similarity of each row to its k nearest neighbours, divided by the same mean of those neighbours.
+
+    About 1 where an image sits as densely as its neighbours; well below 1 for an image far from a dataset
+    whose other images are close to each other: a local-outlier-factor, so a sparse class is not flagged."""
+    nearest = neighbours.groupby("row", sort=False).head(k)
+    own = nearest.groupby("row")[SIMILARITY].mean()
+    theirs = own.reindex(nearest["other"].to_numpy()).to_numpy()
+    return own / pd.Series(theirs, index=nearest["row"].to_numpy()).groupby(level=0).mean()
+
+
+def _nearest_neighbours(files: pd.DataFrame, neighbours: pd.DataFrame) -> pd.DataFrame:
+    """Each row's most similar neighbour among its recorded pairs (ties broken by the smaller row)."""
+    best = neighbours.drop_duplicates("row").set_index("row")
     paths = files[Col.PATH]
     return pd.DataFrame(
         {
@@ -111,16 +127,15 @@ def _nearest_neighbours(files: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFram
 
 
 def build_evidence(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> Evidence:
-    """Join ingest rows with statistics, nearest neighbours, pair bands, clusters and duplicate groups."""
+    """Join ingest rows with nearest neighbours, pair bands, clusters and duplicate groups."""
     frame = files.set_index(Col.ROW, drop=False).sort_index()
-    stats = similarity.stats.set_index(Col.ROW)
-    for column in (Col.BLUR, Col.BRIGHTNESS, Col.CONTRAST):
-        frame[column] = stats[column].reindex(frame.index).astype("float64")
 
     pairs = similarity.pairs.copy()
     pairs[BAND] = band_of(pairs[SIMILARITY], config)
 
-    nearest = _nearest_neighbours(frame, pairs)
+    neighbours = _neighbours_by_row(pairs)
+    nearest = _nearest_neighbours(frame, neighbours)
+    frame[Col.DENSITY_RATIO] = _density_ratio(neighbours, config.similarity.nearest_neighbors).reindex(frame.index)
     frame[Col.NN_PATH] = nearest[Col.NN_PATH].reindex(frame.index).astype("string")
     frame[Col.NN_SIMILARITY] = nearest[Col.NN_SIMILARITY].reindex(frame.index).astype("float64")
 
@@ -142,10 +157,7 @@ def build_evidence(files: pd.DataFrame, similarity: Similarity, config: CurateCo
 
 def _rows_in_band(evidence: Evidence, band: Band) -> pd.Series:
     """Rows whose strongest pair falls in `band` (each image is reported in its strongest band only)."""
-    pairs = evidence.pairs
-    both = pd.concat([pairs[[PAIR_A, SIMILARITY]].set_axis(["row", SIMILARITY], axis=1),
-                      pairs[[PAIR_B, SIMILARITY]].set_axis(["row", SIMILARITY], axis=1)])
-    strongest = both.groupby("row")[SIMILARITY].max()
+    strongest = _neighbours_by_row(evidence.pairs).groupby("row")[SIMILARITY].max()
     strongest_band = band_of(strongest, evidence.config)
     hits = strongest_band[strongest_band == band.value].index
     return evidence.files.index.to_series().isin(hits)
@@ -187,28 +199,54 @@ def _similar(evidence: Evidence) -> pd.Series:
     return _rows_in_band(evidence, Band.SIMILAR)
 
 
+def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
+    """How far each image lies beyond the threshold of each anomaly, as a multiple of it (> 1 = beyond).
+
+    All four are robust z-scores against this dataset: sharpness (blurry), log brightness (dark), log distance
+    of the black level from white (bright, washed out) and the density ratio (outlier)."""
+    files, quality = evidence.files, evidence.config.quality
+    measures = {
+        Issue.BLURRY: (files[Col.SHARPNESS], 0.1, quality.blurry_z),
+        Issue.DARK: (np.log1p(files[Col.BRIGHTNESS]), 0.05, quality.dark_z),
+        Issue.BRIGHT: (np.log(256.0 - files[Col.BLACK_LEVEL]), 0.05, quality.bright_z),
+        Issue.OUTLIER: (files[Col.DENSITY_RATIO], 0.01, quality.outlier_z),
+    }
+    return pd.DataFrame(
+        {issue.value: -robust_z(values, min_spread=spread) / threshold for issue, (values, spread, threshold)
+         in measures.items()}
+    ).fillna(0.0)
+
+
+def _anomaly(evidence: Evidence, issue: Issue) -> pd.Series:
+    """An image beyond an anomaly's threshold gets the issue that explains it best: a blurred, dark or washed-out
+    aerial tile also looks unlike its neighbours, and an out-of-domain photo is often smooth or dim compared with
+    aerial tiles, so the stronger of the two explanations wins (quality issues may combine)."""
+    strengths = anomaly_strengths(evidence)
+    quality = strengths.drop(columns=Issue.OUTLIER.value).max(axis=1)
+    outlier = (strengths[Issue.OUTLIER.value] > 1.0) & (strengths[Issue.OUTLIER.value] >= quality)
+    if issue is Issue.OUTLIER:
+        return outlier
+    return (strengths[issue.value] > 1.0) & ~outlier
+
+
 @detector(Issue.OUTLIER)
 def _outlier(evidence: Evidence) -> pd.Series:
-    similarity = evidence.files[Col.NN_SIMILARITY]
-    return (similarity < evidence.config.quality.outlier_max_nn_similarity).fillna(False).astype(bool)
+    return _anomaly(evidence, Issue.OUTLIER)
 
 
 @detector(Issue.BLURRY)
 def _blurry(evidence: Evidence) -> pd.Series:
-    blur = evidence.files[Col.BLUR]
-    return (blur < evidence.config.quality.blurry_max_blur).fillna(False).astype(bool)
+    return _anomaly(evidence, Issue.BLURRY)
 
 
 @detector(Issue.DARK)
 def _dark(evidence: Evidence) -> pd.Series:
-    brightness = evidence.files[Col.BRIGHTNESS]
-    return (brightness < evidence.config.quality.dark_max_brightness).fillna(False).astype(bool)
+    return _anomaly(evidence, Issue.DARK)
 
 
 @detector(Issue.BRIGHT)
 def _bright(evidence: Evidence) -> pd.Series:
-    brightness = evidence.files[Col.BRIGHTNESS]
-    return (brightness > evidence.config.quality.bright_min_brightness).fillna(False).astype(bool)
+    return _anomaly(evidence, Issue.BRIGHT)
 
 
 @detector(Issue.SPLIT_LEAK)

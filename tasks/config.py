@@ -25,9 +25,8 @@ class _Section(BaseModel):
 class SimilarityConfig(_Section):
     """How neighbour pairs are found."""
 
-    nearest_neighbors: int = Field(5, ge=1, le=50, description="Neighbours searched per image (fastdup's k).")
-    min_similarity: float = Field(
-        0.5, ge=0.0, le=1.0, description="Neighbour pairs below this cosine similarity are not recorded."
+    nearest_neighbors: int = Field(
+        10, ge=2, le=50, description="Neighbours searched per image (fastdup's k); also the outlier neighbourhood."
     )
     cluster_similarity: float = Field(
         0.96, ge=0.0, le=1.0, description="Similarity that links images into the `cluster` column's components."
@@ -52,22 +51,21 @@ class BandsConfig(_Section):
 
 
 class QualityConfig(_Section):
-    """Thresholds of the image-quality issues, on fastdup's image statistics."""
+    """Image-quality issues, judged against what is normal for this dataset.
 
-    blurry_max_blur: float = Field(50.0, ge=0.0, description="`blur` (Laplacian variance) below this is blurry.")
-    dark_max_brightness: float = Field(13.0, ge=0.0, le=255.0, description="Mean grey level below this is dark.")
-    bright_min_brightness: float = Field(
-        220.5, ge=0.0, le=255.0, description="Mean grey level above this is bright."
-    )
-    outlier_max_nn_similarity: float = Field(
-        0.70, ge=0.0, le=1.0, description="An image whose nearest neighbour is less similar than this is an outlier."
-    )
+    Each threshold is a robust z-score: how many robust standard deviations (1.4826 x median absolute deviation)
+    an image lies beyond the dataset's median of a measure. Smooth or dim scenes are normal in aerial data; only
+    images far outside the dataset's own spread are flagged.
+    """
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "QualityConfig":
-        if not self.dark_max_brightness < self.bright_min_brightness:
-            raise ValueError("dark_max_brightness must be below bright_min_brightness")
-        return self
+    blurry_z: float = Field(3.5, gt=0.0, description="Blurry: `sharpness` this far below the dataset's median.")
+    dark_z: float = Field(4.0, gt=0.0, description="Dark: log brightness this far below the dataset's median.")
+    bright_z: float = Field(
+        12.0, gt=0.0, description="Bright: log(256 - black_level) this far below the dataset's median (washed out)."
+    )
+    outlier_z: float = Field(
+        5.0, gt=0.0, description="Outlier: `density_ratio` this far below the dataset's median (out of domain)."
+    )
 
 
 class DecisionsConfig(_Section):
@@ -116,12 +114,6 @@ class CurateConfig(_Section):
     quality: QualityConfig = QualityConfig()
     decisions: DecisionsConfig = DecisionsConfig()
     gate: GateConfig = GateConfig()
-
-    @model_validator(mode="after")
-    def _candidates_cover_bands(self) -> "CurateConfig":
-        if self.similarity.min_similarity > self.bands.similar:
-            raise ValueError("similarity.min_similarity must not exceed bands.similar")
-        return self
 
 
 def _describe(error: pydantic.ValidationError) -> str:

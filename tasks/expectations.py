@@ -119,6 +119,8 @@ def _suite(config: CurateConfig, frame: pd.DataFrame) -> list[tuple[str, str, An
 
 
 def _observed(result: dict[str, Any]) -> Any:
+    if "partial_missing_list" in result:
+        return {"missing": result["partial_missing_list"]}
     for key in ("observed_value", "unexpected_count"):
         if key in result:
             observed = result[key]
@@ -134,7 +136,10 @@ def run_expectations(manifest: pd.DataFrame, config: CurateConfig, docs_dir: Pat
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     frame = gate_frame(manifest)
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     asset = context.data_sources.add_pandas("curate").add_dataframe_asset("manifest")
     batch = asset.add_batch_definition_whole_dataframe("manifest")
     suite_items = _suite(config, frame)

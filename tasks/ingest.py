@@ -16,6 +16,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from tasks.errors import DatasetError
+from tasks.imagestats import measure
 from tasks.schema import Col
 
 
@@ -66,7 +67,7 @@ def find_files(splits: Mapping[str, Path], extensions: Iterable[str]) -> Invento
 
 
 def inspect_file(path: Path) -> dict[str, object]:
-    """Hash a file and fully decode it once; never raises for a bad file."""
+    """Hash a file, fully decode it once and measure it; never raises for a bad file."""
     record: dict[str, object] = {Col.VALID: False}
     try:
         data = path.read_bytes()
@@ -87,6 +88,7 @@ def inspect_file(path: Path) -> dict[str, object]:
                 image.load()  # a full decode: a truncated file fails here, not at open()
                 record[Col.WIDTH], record[Col.HEIGHT] = image.size
                 record[Col.FORMAT] = image.format
+                record.update(measure(image))
     except UnidentifiedImageError:
         record[Col.ERROR] = "not an image in a format Pillow can read"
         return record
@@ -99,7 +101,7 @@ def inspect_file(path: Path) -> dict[str, object]:
 
 def ingest(inventory: Inventory, workers: int | None = None) -> pd.DataFrame:
     """Return one row per image file found: row, path, split, label, sha256, bytes, width, height, format,
-    valid, error."""
+    valid, error, and the image statistics of `tasks.imagestats.measure`."""
     # Hashing and decoding release the GIL in C, so threads overlap I/O and decoding.
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         records = list(pool.map(inspect_file, (found.path for found in inventory.images)))
@@ -114,4 +116,6 @@ def ingest(inventory: Inventory, workers: int | None = None) -> pd.DataFrame:
         frame[column] = frame[column].astype("string")
     for column in (Col.BYTES, Col.WIDTH, Col.HEIGHT):
         frame[column] = frame.get(column, pd.Series(index=frame.index, dtype="float64")).astype("Int64")
+    for column in (Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL):
+        frame[column] = frame.get(column, pd.Series(index=frame.index, dtype="float64")).astype("float64")
     return frame

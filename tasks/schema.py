@@ -59,8 +59,11 @@ class Col:
     BLUR = "blur"
     BRIGHTNESS = "brightness"
     CONTRAST = "contrast"
+    SHARPNESS = "sharpness"
+    BLACK_LEVEL = "black_level"
     NN_PATH = "nn_path"
     NN_SIMILARITY = "nn_similarity"
+    DENSITY_RATIO = "density_ratio"
     DUP_GROUP = "dup_group"
     CLUSTER = "cluster"
     ISSUES = "issues"
@@ -84,8 +87,11 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field(Col.BLUR, pa.float64()),
         pa.field(Col.BRIGHTNESS, pa.float64()),
         pa.field(Col.CONTRAST, pa.float64()),
+        pa.field(Col.SHARPNESS, pa.float64()),
+        pa.field(Col.BLACK_LEVEL, pa.float64()),
         pa.field(Col.NN_PATH, pa.string()),
         pa.field(Col.NN_SIMILARITY, pa.float64()),
+        pa.field(Col.DENSITY_RATIO, pa.float64()),
         pa.field(Col.DUP_GROUP, pa.int64()),
         pa.field(Col.CLUSTER, pa.int64()),
         pa.field(Col.ISSUES, pa.list_(pa.string()), nullable=False),

@@ -1,4 +1,4 @@
-"""Similarity: embeddings, nearest-neighbour pairs and image statistics from an engine behind a small interface.
+"""Similarity: embeddings and nearest-neighbour pairs from an engine behind a small interface.
 
 `SimilarityEngine` is all the rest of Curate knows about fastdup; `FastdupEngine` implements it. Results are
 indexed by position in the list of images given to the engine, so file names (which may hold any bytes) never
@@ -30,7 +30,6 @@ class EngineOutput:
 
     embeddings: np.ndarray  # n x d float32
     neighbours: pd.DataFrame  # directed kNN edges: source, target, similarity (cosine, higher = more alike)
-    stats: pd.DataFrame  # index = position; blur, brightness, contrast
     failed: dict[int, str]  # positions the engine could not read, with its reason
 
 
@@ -65,7 +64,10 @@ def _output_to(log_path: Path) -> Iterator[None]:
 
 
 class FastdupEngine:
-    """fastdup's bundled offline model (d=576): features, kNN graph and image statistics in one run."""
+    """fastdup's bundled offline model (d=576): features and the kNN graph in one run.
+
+    fastdup also computes image statistics, but Curate measures its own while ingest decodes each image (one
+    decode, the same numbers for every file, and measures normalised for content: see `tasks.imagestats`)."""
 
     name = "fastdup"
 
@@ -93,14 +95,13 @@ class FastdupEngine:
                 overwrite=True,
                 run_sentry=False,
                 nearest_neighbors_k=settings.nearest_neighbors,
-                threshold=settings.min_similarity,
+                threshold=0.0,  # keep all k neighbours: every image gets a nearest neighbour and outliers show
                 cc_threshold=settings.cluster_similarity,
                 verbose=False,
             )
             if status != 0:
                 raise RuntimeError(f"fastdup run failed with status {status}; see {work_dir / 'fastdup.log'}")
             edges = dataset.similarity()
-            stats = dataset.img_stats()
             invalid = dataset.invalid_instances()
         names, embeddings = fastdup.load_binary_feature(str(fd_dir / "atrain_features.dat"))
 
@@ -111,22 +112,13 @@ class FastdupEngine:
                 SIMILARITY: edges["distance"].astype("float64"),  # fastdup's "distance" is cosine similarity
             }
         )
-        stats_frame = pd.DataFrame(
-            {
-                Col.BLUR: stats["blur"].astype("float64").to_numpy(),
-                Col.BRIGHTNESS: stats["mean"].astype("float64").to_numpy(),
-                # RMS contrast: fastdup's own `contrast` column is (max-min)/(max+min), 1.0 for nearly every photo.
-                Col.CONTRAST: stats["stdv"].astype("float64").to_numpy(),
-            },
-            index=_positions(stats["filename"]),
-        )
         ordered = np.zeros((len(images), embeddings.shape[1]), dtype=np.float32)
         ordered[_positions(pd.Series(names))] = embeddings
         failed = {
             int(position): str(code)
             for position, code in zip(_positions(invalid["filename"]), invalid["error_code"], strict=True)
         }
-        return EngineOutput(embeddings=ordered, neighbours=neighbours, stats=stats_frame, failed=failed)
+        return EngineOutput(embeddings=ordered, neighbours=neighbours, failed=failed)
 
 
 def _positions(filenames: pd.Series) -> np.ndarray:
@@ -139,7 +131,6 @@ class Similarity:
     """The similarity stage's result, keyed by manifest row."""
 
     pairs: pd.DataFrame  # unordered pairs row_a < row_b, each once, with its best similarity
-    stats: pd.DataFrame  # row, blur, brightness, contrast
     engine: str  # name and version
     skipped: str | None  # why similarity was not computed, if it was not
     unanalysed: dict[int, str]  # rows the engine could not read although they decode, with its reason
@@ -171,13 +162,6 @@ def empty_pairs() -> pd.DataFrame:
     )
 
 
-STATS_COLUMNS = [Col.ROW, Col.BLUR, Col.BRIGHTNESS, Col.CONTRAST]
-
-
-def empty_stats() -> pd.DataFrame:
-    return pd.DataFrame({column: pd.Series(dtype="int64" if column == Col.ROW else "float64") for column in STATS_COLUMNS})
-
-
 def compute_similarity(
     files: pd.DataFrame, settings: SimilarityConfig, work_dir: Path, engine: SimilarityEngine | None = None
 ) -> Similarity:
@@ -188,18 +172,14 @@ def compute_similarity(
     if len(readable) < settings.min_images:
         return Similarity(
             pairs=empty_pairs(),
-            stats=empty_stats(),
             engine=label,
             skipped=f"{len(readable)} readable images; {engine.name} needs at least {settings.min_images}",
             unanalysed={},
         )
     rows = readable[Col.ROW].to_numpy(dtype=np.int64)
     output = engine.analyse([Path(path) for path in readable[Col.PATH]], settings, work_dir)
-    stats = output.stats.copy()
-    stats.insert(0, Col.ROW, rows[stats.index.to_numpy()])
     return Similarity(
         pairs=unordered_pairs(output.neighbours, rows),
-        stats=stats.reset_index(drop=True)[STATS_COLUMNS],
         engine=label,
         skipped=None,
         unanalysed={int(rows[position]): reason for position, reason in output.failed.items()},

@@ -6,13 +6,14 @@ import pytest
 from tasks.classify import DETECTORS, classify, connected_groups
 from tasks.config import CurateConfig, apply_overrides, parse_config
 from tasks.schema import Col, Issue
-from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, empty_pairs, empty_stats
+from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, empty_pairs
 
-CLEAN_STATS = {Col.BLUR: 500.0, Col.BRIGHTNESS: 120.0, Col.CONTRAST: 40.0}
+CLEAN_STATS = {Col.BLUR: 500.0, Col.BRIGHTNESS: 120.0, Col.CONTRAST: 40.0, Col.SHARPNESS: 0.0, Col.BLACK_LEVEL: 20.0}
 
 
 def make_files(rows: list[dict]) -> pd.DataFrame:
-    defaults = {Col.LABEL: None, Col.VALID: True, Col.ERROR: None, Col.WIDTH: 100, Col.HEIGHT: 100, Col.BYTES: 1000}
+    defaults = {Col.LABEL: None, Col.VALID: True, Col.ERROR: None, Col.WIDTH: 100, Col.HEIGHT: 100, Col.BYTES: 1000,
+                Col.FORMAT: "JPEG", **CLEAN_STATS}
     frame = pd.DataFrame([{**defaults, **row} for row in rows])
     frame.insert(0, Col.ROW, range(len(frame)))
     frame[Col.SHA256] = frame.get(Col.SHA256, pd.Series([f"h{i}" for i in range(len(frame))]))
@@ -23,14 +24,11 @@ def make_files(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def make_similarity(files: pd.DataFrame, pairs: list[tuple[int, int, float]], stats: dict | None = None) -> Similarity:
-    stats = stats or {}
-    readable = files[files[Col.VALID]][Col.ROW]
-    stats_frame = pd.DataFrame([{Col.ROW: row, **CLEAN_STATS, **stats.get(row, {})} for row in readable])
+def make_similarity(pairs: list[tuple[int, int, float]]) -> Similarity:
     pair_frame = pd.DataFrame(pairs, columns=[PAIR_A, PAIR_B, SIMILARITY]).astype(
         {PAIR_A: "int64", PAIR_B: "int64", SIMILARITY: "float64"}
     )
-    return Similarity(pairs=pair_frame, stats=stats_frame, engine="test", skipped=None, unanalysed={})
+    return Similarity(pairs=pair_frame, engine="test", skipped=None, unanalysed={})
 
 
 def by_path(manifest: pd.DataFrame) -> dict[str, pd.Series]:
@@ -53,7 +51,7 @@ def test_bands_groups_and_keeper_rule():
         ]
     )
     pairs = [(0, 1, 0.995), (2, 3, 0.985), (4, 5, 0.95)]
-    manifest = by_path(classify(files, make_similarity(files, pairs), CurateConfig()))
+    manifest = by_path(classify(files, make_similarity(pairs), CurateConfig()))
 
     a, a_copy = manifest["/d/train/a.jpg"], manifest["/d/val/a_copy.jpg"]
     assert Issue.IDENTICAL in a[Col.ISSUES] and Issue.SPLIT_LEAK in a[Col.ISSUES]
@@ -81,7 +79,7 @@ def test_exact_duplicates_label_conflict_and_corrupt():
              Col.ERROR: "empty file (0 bytes)", Col.WIDTH: None, Col.HEIGHT: None},
         ]
     )
-    manifest = by_path(classify(files, make_similarity(files, []), CurateConfig()))
+    manifest = by_path(classify(files, make_similarity([]), CurateConfig()))
     group = [manifest[p] for p in ("/d/train/cat/1.jpg", "/d/train/dog/1.jpg", "/d/unlabeled/1.jpg")]
     assert len({row[Col.DUP_GROUP] for row in group}) == 1
     for row in group:
@@ -95,10 +93,13 @@ def test_exact_duplicates_label_conflict_and_corrupt():
 
 
 def test_quality_issues_and_outliers_follow_configuration():
-    files = make_files([{Col.PATH: f"/d/{name}.jpg", Col.SPLIT: "train"} for name in "abcde"])
-    stats = {0: {Col.BLUR: 10.0}, 1: {Col.BRIGHTNESS: 5.0}, 2: {Col.BRIGHTNESS: 250.0}}
-    pairs = [(0, 1, 0.8), (1, 2, 0.8), (2, 3, 0.8), (3, 4, 0.3)]
-    similarity = make_similarity(files, pairs, stats)
+    # Judged against the dataset: a, b and c stand far outside the others' sharpness and brightness.
+    stats = [{Col.SHARPNESS: -3.0}, {Col.BRIGHTNESS: 5.0}, {Col.BRIGHTNESS: 250.0, Col.BLACK_LEVEL: 245.0}, {}, {}]
+    files = make_files([{Col.PATH: f"/d/{name}.jpg", Col.SPLIT: "train", **stats[i]} for i, name in enumerate("abcde")]
+                       + [{Col.PATH: f"/d/n{i}.jpg", Col.SPLIT: "train", Col.BRIGHTNESS: 100.0 + 5 * i}
+                          for i in range(8)])
+    pairs = [(0, 1, 0.8), (1, 2, 0.8), (2, 3, 0.8), (3, 4, 0.3)] + [(i, i + 1, 0.8) for i in range(5, 12)]
+    similarity = make_similarity(pairs)
     manifest = by_path(classify(files, similarity, CurateConfig()))
     assert list(manifest["/d/a.jpg"][Col.ISSUES]) == [Issue.BLURRY]
     assert list(manifest["/d/b.jpg"][Col.ISSUES]) == [Issue.DARK]
@@ -120,6 +121,6 @@ def test_groups_do_not_depend_on_edge_order():
 @pytest.mark.parametrize("n_images", [0, 3])
 def test_without_similarity_nothing_is_paired(n_images):
     files = make_files([{Col.PATH: f"/d/{i}.jpg", Col.SPLIT: "train"} for i in range(max(n_images, 1))])
-    similarity = Similarity(pairs=empty_pairs(), stats=empty_stats(), engine="test", skipped="too few", unanalysed={})
+    similarity = Similarity(pairs=empty_pairs(), engine="test", skipped="too few", unanalysed={})
     manifest = classify(files, similarity, CurateConfig())
     assert manifest[Col.DUP_GROUP].isna().all() and (manifest[Col.ACTION] == "keep").all()

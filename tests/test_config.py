@@ -17,8 +17,8 @@ def test_default_file_matches_model_defaults():
 
 
 def test_overrides_are_dotted_and_typed():
-    config = parse_config(apply_overrides({}, ["quality.dark_max_brightness=20", "decisions.drop=[corrupt]"]))
-    assert config.quality.dark_max_brightness == 20.0
+    config = parse_config(apply_overrides({}, ["quality.dark_z=2.5", "decisions.drop=[corrupt]"]))
+    assert config.quality.dark_z == 2.5
     assert config.decisions.drop == frozenset({Issue.CORRUPT})
 
 

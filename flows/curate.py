@@ -1,0 +1,230 @@
+"""The `curate` Prefect flow and its command line: ingest → similarity → classify → expectations → outputs.
+
+    python -m flows.curate [--split NAME=DIR ...] [--out DIR] [--config FILE] [--set KEY=VALUE ...]
+
+Exit status: 0 when the quality gate passes, 1 when it fails (all outputs are still written), 2 for a usage,
+configuration or input error (one line on standard error names it).
+"""
+
+# No `from __future__ import annotations` here: Prefect 3.9 cannot resolve pydantic parameter types from strings.
+import argparse
+import sys
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+from pydantic import BaseModel
+
+import tasks
+from tasks.classify import classify
+from tasks.config import ROOT, CurateConfig, load_config
+from tasks.demo import DEMO_SPLITS, build_demo_dataset
+from tasks.errors import ConfigError, CurateError, DatasetError, GateFailed
+from tasks.expectations import GateResult, run_expectations
+from tasks.ingest import Inventory, find_files, ingest
+from tasks.outputs import OutputPaths, new_staging, publish, summarize, write_staged
+from tasks.schema import Band
+from tasks.similarity import Similarity, compute_similarity
+
+DEMO_DIR = ROOT / "data" / "demo"
+CURATED_DIR = ROOT / "data" / "curated"
+
+
+class CurateResult(BaseModel):
+    """Where a run wrote its outputs and what the gate decided."""
+
+    out: str
+    manifest: str
+    report: str
+    summary: str
+    gate_passed: bool
+    message: str
+
+
+# Stages: thin wrappers over the plain functions in `tasks/`. No caching on DataFrame inputs (hashing is slow).
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest_task(inventory: Inventory) -> pd.DataFrame:
+    return ingest(inventory)
+
+
+@task(name="similarity", cache_policy=NO_CACHE)
+def similarity_task(files: pd.DataFrame, config: CurateConfig, work_dir: Path) -> Similarity:
+    return compute_similarity(files, config.similarity, work_dir)
+
+
+@task(name="classify", cache_policy=NO_CACHE)
+def classify_task(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> pd.DataFrame:
+    return classify(files, similarity, config)
+
+
+@task(name="expectations", cache_policy=NO_CACHE)
+def expectations_task(manifest: pd.DataFrame, config: CurateConfig, docs_dir: Path) -> GateResult:
+    return run_expectations(manifest, config, docs_dir)
+
+
+@task(name="write-outputs", cache_policy=NO_CACHE)
+def write_outputs_task(
+    staging: Path, out: Path, manifest: pd.DataFrame, summary: dict, gate: GateResult, run_metadata: dict, title: str
+) -> OutputPaths:
+    write_staged(staging, manifest, summary, gate, run_metadata, title)
+    return publish(staging, out)
+
+
+def resolve_splits(splits: Mapping[str, str] | None) -> dict[str, Path]:
+    """The split folders to curate; without any, the demo dataset (generated on first use)."""
+    if not splits:
+        build_demo_dataset(DEMO_DIR)
+        return {name: DEMO_DIR / name for name in DEMO_SPLITS}
+    resolved = {}
+    for name, folder in splits.items():
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise DatasetError(f"split {name!r}: {folder} is not a folder")
+        resolved[name] = path.resolve()
+    return resolved
+
+
+def dataset_name(splits: Mapping[str, Path], config: CurateConfig) -> str:
+    """The configured name, else the name of the folder that holds the split folders."""
+    if config.dataset_name:
+        return config.dataset_name
+    folders = [Path(folder) for folder in splits.values()]
+    common = Path(*Path(folders[0]).parts[: min(len(f.parts) for f in folders)])
+    for folder in folders:
+        while not folder.is_relative_to(common):
+            common = common.parent
+    if len(folders) == 1:
+        common = common.parent
+    return common.name or "dataset"
+
+
+def _run_metadata(config: CurateConfig, similarity: Similarity, started: datetime, timings: dict) -> dict:
+    versions = {package: metadata.version(package) for package in ("prefect", "great-expectations", "pandas", "pyarrow")}
+    return {
+        "curate_version": tasks.__version__,
+        "engine": similarity.engine,
+        "versions": versions,
+        "config": config.model_dump(mode="json"),
+        "run_started": started.isoformat(),
+        "run_finished": datetime.now(timezone.utc).isoformat(),
+        "stage_seconds": {stage: round(seconds, 3) for stage, seconds in timings.items()},
+    }
+
+
+@flow(name="curate", log_prints=True)
+def curate(
+    splits: dict[str, str] | None = None, out: str | None = None, config: CurateConfig = CurateConfig()
+) -> State:
+    """Curate image folders: find duplicates, outliers and quality issues, decide, gate, write the manifest."""
+    logger = get_run_logger()
+    started = datetime.now(timezone.utc)
+    folders = resolve_splits(splits)
+    name = dataset_name(folders, config) if splits else "demo"
+    out_dir = Path(out).expanduser().resolve() if out else CURATED_DIR / name
+    staging = new_staging(out_dir)
+    timings: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    inventory = find_files(folders, config.extensions)
+    files = ingest_task(inventory)
+    timings["ingest"] = time.perf_counter() - clock
+    logger.info("ingest: %d files, %d readable, %d non-image files ignored",
+                len(files), int(files["valid"].sum()), len(inventory.ignored))
+
+    clock = time.perf_counter()
+    similarity = similarity_task(files, config, out_dir / ".work")
+    timings["similarity"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    manifest = classify_task(files, similarity, config)
+    timings["classify"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    gate = expectations_task(manifest, config, staging / "quality" / "data_docs")
+    timings["expectations"] = time.perf_counter() - clock
+
+    bands = {Band.IDENTICAL: config.bands.identical, Band.NEAR_IDENTICAL: config.bands.near_identical,
+             Band.SIMILAR: config.bands.similar}
+    summary = summarize(manifest, similarity, bands, [str(p) for p in inventory.ignored], gate)
+    paths = write_outputs_task(
+        staging, out_dir, manifest, summary, gate, _run_metadata(config, similarity, started, timings),
+        f"Curate report: {name}",
+    )
+    result = CurateResult(
+        out=str(paths.out), manifest=str(paths.manifest), report=str(paths.report), summary=str(paths.summary),
+        gate_passed=gate.success, message=gate.message(),
+    )
+    if not gate.success:
+        return Failed(message=gate.message(), data=GateFailed(f"{gate.message()}; outputs written to {paths.out}"))
+    return Completed(message=gate.message(), data=result)
+
+
+def parse_split(text: str) -> tuple[str, str]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise ConfigError(f"--split expects NAME=DIR, got {text!r}")
+    return name, folder
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, without argparse's usage dump
+        raise _UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m flows.curate",
+        description="Curate image folders: duplicates, outliers, quality issues, a manifest and cleaned splits.",
+        epilog="Exit status: 0 gate passed, 1 gate failed (outputs written), 2 usage, configuration or input error.",
+    )
+    parser.add_argument("--split", action="append", default=[], metavar="NAME=DIR",
+                        help="a split folder; images in its subfolders take the subfolder name as label "
+                        "(repeatable; default: the demo dataset)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: data/curated/<dataset name>/)")
+    parser.add_argument("--config", metavar="FILE", type=Path, help="configuration YAML (default: configs/default.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override one configuration key, dotted (e.g. quality.dark_z=2.5)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, run the flow, and turn the outcome into an exit status. Never raises for user errors."""
+    try:
+        args = build_parser().parse_args(argv)
+        config = load_config(args.config, args.overrides)
+        splits = dict(parse_split(text) for text in args.split)
+        if len(splits) != len(args.split):
+            raise ConfigError("--split names must be distinct")
+        if splits:
+            resolve_splits(splits)  # fail fast, before Prefect starts
+    except _UsageError as error:
+        print(f"curate: error: {error}", file=sys.stderr)
+        return 2
+    except CurateError as error:
+        print(f"curate: error: {error}", file=sys.stderr)
+        return error.exit_status
+
+    state = curate(splits=splits or None, out=args.out, config=config, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, CurateResult):
+        print(f"{outcome.message}\nmanifest: {outcome.manifest}\nreport:   {outcome.report}")
+        return 0
+    if isinstance(outcome, CurateError):
+        prefix = "curate: " if isinstance(outcome, GateFailed) else "curate: error: "
+        print(f"{prefix}{outcome}", file=sys.stderr)
+        return outcome.exit_status
+    raise outcome if isinstance(outcome, BaseException) else RuntimeError(f"unexpected flow result: {outcome!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Per-image statistics for the quality issues, measured once while ingest decodes each image.
+
+The measures are chosen so that a decision can be made relative to the dataset (see `robust_z`):
+- `brightness`, `contrast`: mean and standard deviation of the grey levels;
+- `blur`: variance of the Laplacian (the classic sharpness measure; lower = blurrier, but also lower for smooth
+  scenes such as grass, water or fields, and for dark images);
+- `sharpness`: log10 of the Laplacian variance over the grey-level variance. Dividing by the image's own
+  contrast removes the effect of scene smoothness and of exposure, so a smooth field and a dimmed image keep
+  their sharpness while a blurred one loses it;
+- `black_level`: the 1st percentile of the grey levels. A bright scene still has shadows; a washed-out
+  (over-exposed) image has none, so its darkest pixels are close to white.
+"""
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from tasks.schema import Col
+
+# Images are measured at most this large: blur is judged at a comparable scale for every image, and the cost
+# per image stays small for large satellite scenes.
+MAX_SIDE = 512
+
+
+def measure(image: Image.Image) -> dict[str, float]:
+    """Brightness, contrast, blur, sharpness and black level of a decoded image."""
+    import cv2  # OpenCV ships with fastdup; imported here so the module imports cheaply
+
+    grey = image.convert("L")
+    if max(grey.size) > MAX_SIDE:
+        grey.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
+    pixels = np.asarray(grey, dtype=np.float32)
+    variance = float(pixels.var())
+    laplacian = float(cv2.Laplacian(pixels, cv2.CV_32F).var()) if min(pixels.shape) >= 3 else 0.0
+    return {
+        Col.BRIGHTNESS: float(pixels.mean()),
+        Col.CONTRAST: variance**0.5,
+        Col.BLUR: laplacian,
+        Col.SHARPNESS: float(np.log10((laplacian + 1e-6) / (variance + 1e-6))),
+        Col.BLACK_LEVEL: float(np.percentile(pixels, 1)),
+    }
+
+
+def robust_z(values: pd.Series, min_spread: float) -> pd.Series:
+    """How many robust standard deviations (1.4826 x median absolute deviation) each value lies from the median.
+
+    The median and MAD are what is normal for this dataset; a handful of extreme images cannot move them.
+    `min_spread` floors the spread so that a very uniform dataset does not turn tiny differences into outliers.
+    """
+    known = values.dropna()
+    if known.empty:
+        return pd.Series(np.nan, index=values.index)
+    median = float(known.median())
+    spread = max(1.4826 * float((known - median).abs().median()), min_spread)
+    return (values - median) / spread

@@ -1,0 +1,134 @@
+"""End to end: the real `curate` flow (Prefect, fastdup, Great Expectations, Parquet) on the generated demo data."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from flows.curate import main
+from tasks.demo import NEAR_COPY_KINDS, build_demo_dataset
+from tasks.schema import MANIFEST_COLUMNS, Col, read_metadata
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACT_COLUMNS = (
+    "path split label sha256 bytes width height valid error blur brightness contrast nn_path nn_similarity "
+    "dup_group cluster issues action reason duplicate_of"
+).split()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    return root, {str(item.path): item for item in build_demo_dataset(root)}
+
+
+def split_args(root: Path) -> list[str]:
+    return [arg for split in ("train", "val", "unlabeled") for arg in ("--split", f"{split}={root / split}")]
+
+
+@pytest.fixture(scope="session")
+def curated(demo, tmp_path_factory):
+    root, truth = demo
+    out = tmp_path_factory.mktemp("curated")
+    status = main([*split_args(root), "--out", str(out)])
+    manifest = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH, drop=False)
+    return status, out, manifest, truth
+
+
+def test_run_passes_the_gate_and_writes_every_output(curated):
+    status, out, manifest, truth = curated
+    assert status == 0
+    for name in ("manifest.parquet", "summary.json", "report/index.html", "quality/expectations.json",
+                 "quality/data_docs/index.html", "splits/train.parquet", "splits/val.parquet",
+                 "splits/unlabeled.parquet"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob(".staging-*")), "staging folders must not survive a run"
+    assert set(CONTRACT_COLUMNS) <= set(manifest.columns) and tuple(manifest.columns) == MANIFEST_COLUMNS
+    assert sorted(manifest.index) == sorted(truth), "every file found gets exactly one row"
+    metadata = read_metadata(pq.read_schema(out / "manifest.parquet"))
+    assert metadata["engine"].startswith("fastdup 2.54") and metadata["config"]["bands"]["identical"] == 0.99
+    assert {"ingest", "similarity", "classify", "expectations"} <= set(metadata["stage_seconds"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files"] == len(truth) and summary["issues"]["corrupt"]["count"] == 3
+
+
+def test_cleaned_splits_hold_exactly_the_kept_rows(curated):
+    _, out, manifest, _ = curated
+    for split in ("train", "val", "unlabeled"):
+        kept = pd.read_parquet(out / "splits" / f"{split}.parquet")
+        expected = manifest[(manifest[Col.SPLIT] == split) & (manifest[Col.ACTION] == "keep")]
+        assert sorted(kept[Col.PATH]) == sorted(expected[Col.PATH])
+
+
+def test_decision_for_each_injected_file(curated):
+    _, _, manifest, truth = curated
+    rows = {path: manifest.loc[path] for path in truth}
+    for path, item in truth.items():
+        row = rows[path]
+        issues = set(row[Col.ISSUES])
+        context = f"{item.kind} {Path(path).name}: {row[Col.ACTION]} {sorted(issues)} {row[Col.REASON]}"
+        if item.kind == "corrupt":
+            assert not row[Col.VALID] and row[Col.ERROR] and issues == {"corrupt"} and row[Col.ACTION] == "drop"
+        elif item.kind in ("blurred", "dark", "bright"):
+            expected = {"blurred": "blurry", "dark": "dark", "bright": "bright"}[item.kind]
+            assert expected in issues and row[Col.ACTION] == "drop", context
+        elif item.kind == "out_of_place":
+            assert "outlier" in issues and row[Col.ACTION] == "review", context
+        elif item.source is not None:  # exact and near copies
+            source = rows[str(item.source)]
+            assert pd.notna(row[Col.DUP_GROUP]) and row[Col.DUP_GROUP] == source[Col.DUP_GROUP], context
+            kept, dropped = (source, row) if row[Col.ACTION] == "drop" else (row, source)
+            assert dropped[Col.ACTION] == "drop" and dropped[Col.DUPLICATE_OF] == kept[Col.PATH], context
+            if item.split != truth[str(item.source)].split:
+                assert "split_leak" in issues and "split_leak" in set(source[Col.ISSUES]), context
+            if item.label != truth[str(item.source)].label and item.label and truth[str(item.source)].label:
+                assert "label_conflict" in issues and kept[Col.ACTION] == "review", context
+            if item.kind == "exact_copy":
+                assert "exact_duplicate" in issues, context
+        else:  # a clean tile with no copy in the dataset
+            has_copy = any(other.source is not None and str(other.source) == path for other in truth.values())
+            if not has_copy:
+                assert row[Col.ACTION] == "keep" and not issues - {"similar"}, context
+
+
+def test_near_copies_are_all_present_in_the_demo(demo):
+    _, truth = demo
+    assert {item.kind for item in truth.values()} >= set(NEAR_COPY_KINDS)
+
+
+def test_failed_gate_exits_1_and_still_writes_outputs(demo, tmp_path):
+    root, truth = demo
+    out = tmp_path / "strict"
+    status = main([*split_args(root), "--out", str(out), "--set", "gate.max_drop_share=0.01"])
+    assert status == 1
+    assert len(pd.read_parquet(out / "manifest.parquet")) == len(truth)
+    gate = json.loads((out / "quality" / "expectations.json").read_text())
+    assert not gate["success"]
+    assert [item["name"] for item in gate["expectations"] if not item["success"]] == ["drop_share_within_limit"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.curate", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--set", "quality.darkness=3"], "quality.darkness"),
+        (["--set", "bands.similar=0.999"], "identical > near_identical > similar"),
+        (["--split", "train=/nonexistent/folder"], "/nonexistent/folder"),
+        (["--split", "train"], "NAME=DIR"),
+        (["--config", "/nonexistent.yaml"], "/nonexistent.yaml"),
+        (["--bogus"], "--bogus"),
+    ],
+)
+def test_usage_and_configuration_errors_exit_2_with_one_line(args, named):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], result.stderr
