@@ -1,4 +1,4 @@
-"""The `curate` Prefect flow and its command line: ingest → similarity → classify → expectations → outputs.
+"""The `curate` Prefect flow and its command line: ingest → similarity → verify → classify → expectations → outputs.
 
     python -m flows.curate [--split NAME=DIR ...] [--out DIR] [--config FILE] [--set KEY=VALUE ...]
 
@@ -31,6 +31,7 @@ from tasks.ingest import Inventory, find_files, ingest
 from tasks.outputs import OutputPaths, new_staging, publish, summarize, write_staged
 from tasks.schema import Band
 from tasks.similarity import Similarity, compute_similarity
+from tasks.verify import verify_candidates
 
 DEMO_DIR = ROOT / "data" / "demo"
 CURATED_DIR = ROOT / "data" / "curated"
@@ -58,9 +59,16 @@ def similarity_task(files: pd.DataFrame, config: CurateConfig, work_dir: Path) -
     return compute_similarity(files, config.similarity, work_dir)
 
 
+@task(name="verify", cache_policy=NO_CACHE)
+def verify_task(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> pd.DataFrame:
+    return verify_candidates(files, similarity.pairs, config.verification)
+
+
 @task(name="classify", cache_policy=NO_CACHE)
-def classify_task(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> pd.DataFrame:
-    return classify(files, similarity, config)
+def classify_task(
+    files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig
+) -> pd.DataFrame:
+    return classify(files, similarity, matches, config)
 
 
 @task(name="expectations", cache_policy=NO_CACHE)
@@ -142,7 +150,11 @@ def curate(
     timings["similarity"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    manifest = classify_task(files, similarity, config)
+    matches = verify_task(files, similarity, config)
+    timings["verify"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    manifest = classify_task(files, similarity, matches, config)
     timings["classify"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

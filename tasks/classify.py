@@ -3,7 +3,8 @@
 Each issue type has one detector, registered in `DETECTORS`; the issue vocabulary itself lives in
 `tasks.schema.Issue`, and a check at import time fails if an issue has no detector (or two).
 
-Duplicate groups are the connected components of exact (same sha256), identical and near-identical pairs.
+Duplicate groups are the connected components of exact (same sha256) pairs and of pairs that geometric
+verification found to show the same scene (duplicates) or part of it (overlaps). Similarity bands are reported.
 Exactly one member of each group is kept, chosen by `KEEP_RULE` (documented in the README).
 """
 
@@ -18,7 +19,8 @@ from scipy.sparse.csgraph import connected_components
 from tasks.config import CurateConfig
 from tasks.imagestats import robust_z
 from tasks.schema import Action, Band, Col, Issue
-from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity
+from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, neighbours_by_row
+from tasks.verify import DUPLICATE, MATCH_SCORE, OVERLAP, RELATION, TRANSFORM
 
 BAND = "band"
 
@@ -32,10 +34,12 @@ KEEP_RULE = (
 @dataclass(frozen=True)
 class Evidence:
     """Everything detectors may look at. `files` is indexed by row and already holds statistics,
-    nearest neighbours and duplicate groups; `pairs` holds each unordered neighbour pair once, with its band."""
+    nearest neighbours, best verified matches and duplicate groups; `pairs` holds each unordered neighbour pair
+    once, with its band; `matches` holds the verified duplicate and overlap pairs."""
 
     files: pd.DataFrame
     pairs: pd.DataFrame
+    matches: pd.DataFrame  # verified pairs (row_a, row_b, relation, match_score, transform, ...)
     config: CurateConfig
 
 
@@ -91,17 +95,6 @@ def _exact_duplicate_edges(files: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]
     return linked[Col.ROW].to_numpy(dtype=np.int64), first[linked.index].to_numpy(dtype=np.int64)
 
 
-def _neighbours_by_row(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Each unordered pair seen from both sides (row, other, similarity), most similar first within a row."""
-    both_sides = pd.concat(
-        [
-            pairs[[PAIR_A, PAIR_B, SIMILARITY]].set_axis(["row", "other", SIMILARITY], axis=1),
-            pairs[[PAIR_B, PAIR_A, SIMILARITY]].set_axis(["row", "other", SIMILARITY], axis=1),
-        ]
-    )
-    return both_sides.sort_values(["row", SIMILARITY, "other"], ascending=[True, False, True], kind="stable")
-
-
 def _density_ratio(neighbours: pd.DataFrame, k: int) -> pd.Series:
     """Mean similarity of each row to its k nearest neighbours, divided by the same mean of those neighbours.
 
@@ -126,14 +119,37 @@ def _nearest_neighbours(files: pd.DataFrame, neighbours: pd.DataFrame) -> pd.Dat
     )
 
 
-def build_evidence(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> Evidence:
-    """Join ingest rows with nearest neighbours, pair bands, clusters and duplicate groups."""
+def _best_matches(frame: pd.DataFrame, matches: pd.DataFrame) -> pd.DataFrame:
+    """Each row's strongest verified match: a duplicate before an overlap, then the higher match score."""
+    both = pd.concat(
+        [
+            matches.rename(columns={PAIR_A: "row", PAIR_B: "other"}),
+            matches.rename(columns={PAIR_B: "row", PAIR_A: "other"}),
+        ]
+    )
+    both = both.assign(is_overlap=both[RELATION] == OVERLAP)
+    best = both.sort_values(["row", "is_overlap", MATCH_SCORE, "other"], ascending=[True, True, False, True])
+    best = best.drop_duplicates("row").set_index("row")
+    return pd.DataFrame(
+        {
+            Col.MATCH_PATH: frame[Col.PATH].reindex(best["other"].to_numpy()).to_numpy(),
+            Col.MATCH_SCORE: best[MATCH_SCORE].astype("float64").to_numpy(),
+            Col.MATCH_TRANSFORM: best[TRANSFORM].to_numpy(),
+        },
+        index=best.index,
+    )
+
+
+def build_evidence(
+    files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig
+) -> Evidence:
+    """Join ingest rows with nearest neighbours, verified matches, pair bands, clusters and duplicate groups."""
     frame = files.set_index(Col.ROW, drop=False).sort_index()
 
     pairs = similarity.pairs.copy()
     pairs[BAND] = band_of(pairs[SIMILARITY], config)
 
-    neighbours = _neighbours_by_row(pairs)
+    neighbours = neighbours_by_row(pairs)
     nearest = _nearest_neighbours(frame, neighbours)
     frame[Col.DENSITY_RATIO] = _density_ratio(neighbours, config.similarity.nearest_neighbors).reindex(frame.index)
     frame[Col.NN_PATH] = nearest[Col.NN_PATH].reindex(frame.index).astype("string")
@@ -144,20 +160,25 @@ def build_evidence(files: pd.DataFrame, similarity: Similarity, config: CurateCo
     clusters = connected_groups(n_rows, linked[PAIR_A].to_numpy(), linked[PAIR_B].to_numpy())
     frame[Col.CLUSTER] = pd.array(np.where(clusters >= 0, clusters, None), dtype="Int64")
 
-    duplicate_pairs = pairs[pairs[BAND].isin([Band.IDENTICAL, Band.NEAR_IDENTICAL])]
+    best = _best_matches(frame, matches)
+    for column, dtype in ((Col.MATCH_PATH, "string"), (Col.MATCH_SCORE, "float64"), (Col.MATCH_TRANSFORM, "string")):
+        frame[column] = best[column].reindex(frame.index).astype(dtype)
+
+    # Groups come from verified matches (duplicates and overlaps) and identical bytes, never from a similarity
+    # threshold alone: similarity ranks candidates, verification decides.
     exact_a, exact_b = _exact_duplicate_edges(frame)
     groups = connected_groups(
         n_rows,
-        np.concatenate([duplicate_pairs[PAIR_A].to_numpy(), exact_a]),
-        np.concatenate([duplicate_pairs[PAIR_B].to_numpy(), exact_b]),
+        np.concatenate([matches[PAIR_A].to_numpy(dtype=np.int64), exact_a]),
+        np.concatenate([matches[PAIR_B].to_numpy(dtype=np.int64), exact_b]),
     )
     frame[Col.DUP_GROUP] = pd.array(np.where(groups >= 0, groups, None), dtype="Int64")
-    return Evidence(files=frame, pairs=pairs, config=config)
+    return Evidence(files=frame, pairs=pairs, matches=matches, config=config)
 
 
 def _rows_in_band(evidence: Evidence, band: Band) -> pd.Series:
     """Rows whose strongest pair falls in `band` (each image is reported in its strongest band only)."""
-    strongest = _neighbours_by_row(evidence.pairs).groupby("row")[SIMILARITY].max()
+    strongest = neighbours_by_row(evidence.pairs).groupby("row")[SIMILARITY].max()
     strongest_band = band_of(strongest, evidence.config)
     hits = strongest_band[strongest_band == band.value].index
     return evidence.files.index.to_series().isin(hits)
@@ -227,6 +248,22 @@ def _anomaly(evidence: Evidence, issue: Issue) -> pd.Series:
     if issue is Issue.OUTLIER:
         return outlier
     return (strengths[issue.value] > 1.0) & ~outlier
+
+
+def _rows_matched(evidence: Evidence, relation: str) -> pd.Series:
+    matches = evidence.matches[evidence.matches[RELATION] == relation]
+    rows = pd.concat([matches[PAIR_A], matches[PAIR_B]])
+    return evidence.files.index.to_series().isin(rows)
+
+
+@detector(Issue.NEAR_DUPLICATE)
+def _near_duplicate(evidence: Evidence) -> pd.Series:
+    return _rows_matched(evidence, DUPLICATE)
+
+
+@detector(Issue.OVERLAP)
+def _overlap(evidence: Evidence) -> pd.Series:
+    return _rows_matched(evidence, OVERLAP)
 
 
 @detector(Issue.OUTLIER)
@@ -323,7 +360,8 @@ def decide(evidence: Evidence, flags: pd.DataFrame) -> pd.DataFrame:
         conditions,
         [
             "corrupt: " + files[Col.ERROR].fillna("unreadable"),
-            "duplicate of " + duplicate_of.fillna(""),
+            np.where(flags[Issue.OVERLAP.value] & ~flags[[Issue.NEAR_DUPLICATE.value, Issue.EXACT_DUPLICATE.value]]
+                     .any(axis=1), "overlaps ", "duplicate of ") + duplicate_of.fillna(""),
             "drop: " + _issue_text(flags, decisions.drop),
             "review: " + _issue_text(flags, decisions.review),
             "kept copy of duplicate group " + files[Col.DUP_GROUP].astype("string").fillna(""),
@@ -340,9 +378,11 @@ def decide(evidence: Evidence, flags: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def classify(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> pd.DataFrame:
+def classify(
+    files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig
+) -> pd.DataFrame:
     """The classification stage: the manifest frame, one row per ingested file, in ingest order."""
-    evidence = build_evidence(files, similarity, config)
+    evidence = build_evidence(files, similarity, matches, config)
     flags = detect_issues(evidence)
     manifest = evidence.files.copy()
     manifest[Col.ISSUES] = [[issue for issue, hit in row.items() if hit] for row in flags.to_dict("records")]

@@ -36,6 +36,55 @@ class SimilarityConfig(_Section):
     )
 
 
+class VerificationConfig(_Section):
+    """Which neighbour pairs are verified, and how (keypoints and a geometric fit; see `tasks.verify`).
+
+    Defaults measured on RSSCN7 aerial tiles (docs/BENCHMARKS.md)."""
+
+    candidate_similarity: float = Field(
+        0.7, ge=0.0, le=1.0, description="Neighbour pairs at least this similar are verified as possible duplicates."
+    )
+    candidates_per_image: int = Field(
+        3, ge=1, le=50, description="Only each image's most similar neighbours, up to this many, are verified."
+    )
+
+    max_side: int = Field(
+        200, ge=64, le=2048, description="Longest side of the working image; larger images are shrunk to it."
+    )
+    n_features: int = Field(
+        300, ge=50, le=5000, description="Most ORB keypoints kept per image; pair time grows with its square."
+    )
+    patch_size: int = Field(
+        19, ge=9, le=63, description="ORB descriptor patch and border width, in working pixels."
+    )
+    fast_threshold: int = Field(20, ge=1, le=100, description="FAST corner threshold used first.")
+    low_texture_fast_threshold: int = Field(
+        5, ge=1, le=100, description="FAST threshold retried when an image yields under half of n_features."
+    )
+    contrast_clip: float = Field(
+        0.01, ge=0.0, lt=0.5, description="Share of pixels clipped at each end when stretching grey levels."
+    )
+    ratio_test: float = Field(
+        0.8, gt=0.0, le=1.0, description="Lowe ratio: best match distance must be below this share of the second best."
+    )
+    ransac_threshold: float = Field(
+        3.0, gt=0.0, le=20.0, description="RANSAC reprojection error tolerance, in working-image pixels."
+    )
+    min_inliers: int = Field(8, ge=3, le=1000, description="Fewest RANSAC inliers to accept a geometric match.")
+    min_inlier_ratio: float = Field(
+        0.15, ge=0.0, le=1.0, description="Smallest share of one-to-one ratio-test matches that are RANSAC inliers."
+    )
+    max_scale_change: float = Field(
+        4.0, ge=1.0, le=16.0, description="Largest accepted size ratio between the two working images' contents."
+    )
+    duplicate_min_coverage: float = Field(
+        0.9, ge=0.0, le=1.0, description="Share of the smaller image inside the shared region to call a duplicate."
+    )
+    overlap_min_coverage: float = Field(
+        0.2, ge=0.0, le=1.0, description="Share of the smaller image inside the shared region to call an overlap."
+    )
+
+
 class BandsConfig(_Section):
     """Similarity bands (cosine similarity, exclusive lower bounds), the seed's levels."""
 
@@ -110,6 +159,7 @@ class CurateConfig(_Section):
         description="File suffixes (case-insensitive) treated as images; other files are counted, not curated.",
     )
     similarity: SimilarityConfig = SimilarityConfig()
+    verification: VerificationConfig = VerificationConfig()
     bands: BandsConfig = BandsConfig()
     quality: QualityConfig = QualityConfig()
     decisions: DecisionsConfig = DecisionsConfig()

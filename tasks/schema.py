@@ -19,6 +19,8 @@ class Issue(enum.StrEnum):
     IDENTICAL = "identical"  # a neighbour with similarity above the `identical` band
     NEAR_IDENTICAL = "near_identical"  # a neighbour in the `near_identical` band
     SIMILAR = "similar"  # a neighbour in the `similar` band (reported, not acted on)
+    NEAR_DUPLICATE = "near_duplicate"  # verified: the same scene re-encoded, rescaled, cropped, mirrored or rotated
+    OVERLAP = "overlap"  # verified: shares part of its scene with another tile
     OUTLIER = "outlier"  # out of domain: far from every other image
     BLURRY = "blurry"
     DARK = "dark"
@@ -64,6 +66,9 @@ class Col:
     NN_PATH = "nn_path"
     NN_SIMILARITY = "nn_similarity"
     DENSITY_RATIO = "density_ratio"
+    MATCH_PATH = "match_path"
+    MATCH_SCORE = "match_score"
+    MATCH_TRANSFORM = "match_transform"
     DUP_GROUP = "dup_group"
     CLUSTER = "cluster"
     ISSUES = "issues"
@@ -92,6 +97,9 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field(Col.NN_PATH, pa.string()),
         pa.field(Col.NN_SIMILARITY, pa.float64()),
         pa.field(Col.DENSITY_RATIO, pa.float64()),
+        pa.field(Col.MATCH_PATH, pa.string()),
+        pa.field(Col.MATCH_SCORE, pa.float64()),
+        pa.field(Col.MATCH_TRANSFORM, pa.string()),
         pa.field(Col.DUP_GROUP, pa.int64()),
         pa.field(Col.CLUSTER, pa.int64()),
         pa.field(Col.ISSUES, pa.list_(pa.string()), nullable=False),

@@ -156,6 +156,17 @@ def unordered_pairs(neighbours: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     return pairs.reset_index(drop=True)
 
 
+def neighbours_by_row(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Each unordered pair seen from both sides (row, other, similarity), most similar first within a row."""
+    both_sides = pd.concat(
+        [
+            pairs[[PAIR_A, PAIR_B, SIMILARITY]].set_axis(["row", "other", SIMILARITY], axis=1),
+            pairs[[PAIR_B, PAIR_A, SIMILARITY]].set_axis(["row", "other", SIMILARITY], axis=1),
+        ]
+    )
+    return both_sides.sort_values(["row", SIMILARITY, "other"], ascending=[True, False, True], kind="stable")
+
+
 def empty_pairs() -> pd.DataFrame:
     return pd.DataFrame(
         {PAIR_A: pd.Series(dtype="int64"), PAIR_B: pd.Series(dtype="int64"), SIMILARITY: pd.Series(dtype="float64")}

@@ -7,6 +7,7 @@ from tasks.classify import DETECTORS, classify, connected_groups
 from tasks.config import CurateConfig, apply_overrides, parse_config
 from tasks.schema import Col, Issue
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, empty_pairs
+from tasks.verify import COVERAGE, DUPLICATE, INLIERS, MATCH_SCORE, OVERLAP, RELATION, TRANSFORM
 
 CLEAN_STATS = {Col.BLUR: 500.0, Col.BRIGHTNESS: 120.0, Col.CONTRAST: 40.0, Col.SHARPNESS: 0.0, Col.BLACK_LEVEL: 20.0}
 
@@ -31,6 +32,18 @@ def make_similarity(pairs: list[tuple[int, int, float]]) -> Similarity:
     return Similarity(pairs=pair_frame, engine="test", skipped=None, unanalysed={})
 
 
+def make_matches(matches: list[tuple[int, int, str]]) -> pd.DataFrame:
+    """Verified pairs as the verification stage returns them."""
+    return pd.DataFrame(
+        [{PAIR_A: a, PAIR_B: b, SIMILARITY: 0.9, RELATION: relation, MATCH_SCORE: 0.8, INLIERS: 40,
+          TRANSFORM: "rotate90" if relation == DUPLICATE else "shift", COVERAGE: 1.0} for a, b, relation in matches],
+        columns=[PAIR_A, PAIR_B, SIMILARITY, RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE],
+    ).astype({PAIR_A: "int64", PAIR_B: "int64"})
+
+
+NO_MATCHES = make_matches([])
+
+
 def by_path(manifest: pd.DataFrame) -> dict[str, pd.Series]:
     return {row[Col.PATH]: row for _, row in manifest.iterrows()}
 
@@ -50,8 +63,11 @@ def test_bands_groups_and_keeper_rule():
             {Col.PATH: "/d/train/d.jpg", Col.SPLIT: "train", Col.LABEL: "x"},
         ]
     )
+    # Bands are reported from similarity; groups come only from verified matches: c and d are similar (0.95)
+    # but verification found no match, so they stay apart.
     pairs = [(0, 1, 0.995), (2, 3, 0.985), (4, 5, 0.95)]
-    manifest = by_path(classify(files, make_similarity(pairs), CurateConfig()))
+    matches = make_matches([(0, 1, DUPLICATE), (2, 3, DUPLICATE)])
+    manifest = by_path(classify(files, make_similarity(pairs), matches, CurateConfig()))
 
     a, a_copy = manifest["/d/train/a.jpg"], manifest["/d/val/a_copy.jpg"]
     assert Issue.IDENTICAL in a[Col.ISSUES] and Issue.SPLIT_LEAK in a[Col.ISSUES]
@@ -60,7 +76,9 @@ def test_bands_groups_and_keeper_rule():
     assert a_copy[Col.ACTION] == "keep" and pd.isna(a_copy[Col.DUPLICATE_OF])
 
     b, b_small = manifest["/d/train/b.jpg"], manifest["/d/train/b_small.jpg"]
-    assert Issue.NEAR_IDENTICAL in b_small[Col.ISSUES] and Issue.SPLIT_LEAK not in b_small[Col.ISSUES]
+    assert {Issue.NEAR_IDENTICAL, Issue.NEAR_DUPLICATE} <= set(b_small[Col.ISSUES])
+    assert Issue.SPLIT_LEAK not in b_small[Col.ISSUES]
+    assert (b_small[Col.MATCH_PATH], b_small[Col.MATCH_TRANSFORM]) == ("/d/train/b.jpg", "rotate90")
     assert (b[Col.ACTION], b_small[Col.ACTION], b_small[Col.DUPLICATE_OF]) == ("keep", "drop", "/d/train/b.jpg")
 
     c, d = manifest["/d/train/c.jpg"], manifest["/d/train/d.jpg"]
@@ -79,7 +97,7 @@ def test_exact_duplicates_label_conflict_and_corrupt():
              Col.ERROR: "empty file (0 bytes)", Col.WIDTH: None, Col.HEIGHT: None},
         ]
     )
-    manifest = by_path(classify(files, make_similarity([]), CurateConfig()))
+    manifest = by_path(classify(files, make_similarity([]), NO_MATCHES, CurateConfig()))
     group = [manifest[p] for p in ("/d/train/cat/1.jpg", "/d/train/dog/1.jpg", "/d/unlabeled/1.jpg")]
     assert len({row[Col.DUP_GROUP] for row in group}) == 1
     for row in group:
@@ -100,7 +118,7 @@ def test_quality_issues_and_outliers_follow_configuration():
                           for i in range(8)])
     pairs = [(0, 1, 0.8), (1, 2, 0.8), (2, 3, 0.8), (3, 4, 0.3)] + [(i, i + 1, 0.8) for i in range(5, 12)]
     similarity = make_similarity(pairs)
-    manifest = by_path(classify(files, similarity, CurateConfig()))
+    manifest = by_path(classify(files, similarity, NO_MATCHES, CurateConfig()))
     assert list(manifest["/d/a.jpg"][Col.ISSUES]) == [Issue.BLURRY]
     assert list(manifest["/d/b.jpg"][Col.ISSUES]) == [Issue.DARK]
     assert list(manifest["/d/c.jpg"][Col.ISSUES]) == [Issue.BRIGHT]
@@ -108,8 +126,20 @@ def test_quality_issues_and_outliers_follow_configuration():
     assert [manifest[f"/d/{n}.jpg"][Col.ACTION] for n in "abcde"] == ["drop", "drop", "drop", "keep", "review"]
 
     lenient = parse_config(apply_overrides({}, ["decisions.drop=[corrupt, dark]", "decisions.review=[blurry]"]))
-    manifest = by_path(classify(files, similarity, lenient))
+    manifest = by_path(classify(files, similarity, NO_MATCHES, lenient))
     assert [manifest[f"/d/{n}.jpg"][Col.ACTION] for n in "abcde"] == ["review", "drop", "keep", "keep", "keep"]
+
+
+def test_overlapping_tiles_are_grouped_and_one_is_kept():
+    files = make_files([{Col.PATH: f"/d/{split}/{i}.jpg", Col.SPLIT: split, Col.LABEL: "x"}
+                        for i, split in enumerate(["train", "train", "val"])])
+    matches = make_matches([(0, 1, OVERLAP), (1, 2, OVERLAP)])
+    manifest = by_path(classify(files, make_similarity([(0, 1, 0.8), (1, 2, 0.8)]), matches, CurateConfig()))
+    rows = [manifest[f"/d/{split}/{i}.jpg"] for i, split in enumerate(["train", "train", "val"])]
+    assert len({row[Col.DUP_GROUP] for row in rows}) == 1
+    assert all({Issue.OVERLAP, Issue.SPLIT_LEAK} <= set(row[Col.ISSUES]) for row in rows)
+    assert [row[Col.ACTION] for row in rows] == ["drop", "drop", "keep"]
+    assert rows[0][Col.REASON] == "overlaps /d/val/2.jpg"
 
 
 def test_groups_do_not_depend_on_edge_order():
@@ -122,5 +152,5 @@ def test_groups_do_not_depend_on_edge_order():
 def test_without_similarity_nothing_is_paired(n_images):
     files = make_files([{Col.PATH: f"/d/{i}.jpg", Col.SPLIT: "train"} for i in range(max(n_images, 1))])
     similarity = Similarity(pairs=empty_pairs(), engine="test", skipped="too few", unanalysed={})
-    manifest = classify(files, similarity, CurateConfig())
+    manifest = classify(files, similarity, NO_MATCHES, CurateConfig())
     assert manifest[Col.DUP_GROUP].isna().all() and (manifest[Col.ACTION] == "keep").all()

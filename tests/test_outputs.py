@@ -9,7 +9,8 @@ from tasks.config import CurateConfig
 from tasks.expectations import GateResult
 from tasks.outputs import new_staging, publish, summarize, write_staged
 from tasks.schema import MANIFEST_COLUMNS, Band, Col, read_metadata
-from tests.test_classify import make_files, make_similarity
+from tasks.verify import DUPLICATE
+from tests.test_classify import make_files, make_matches, make_similarity
 
 BANDS = {Band.IDENTICAL: 0.99, Band.NEAR_IDENTICAL: 0.98, Band.SIMILAR: 0.9}
 PASSED = GateResult(success=True, outcomes=[], raw={})
@@ -20,7 +21,8 @@ def curated():
     files = make_files([{Col.PATH: f"/d/{i}.jpg", Col.SPLIT: "train" if i < 4 else "val", Col.LABEL: "x"}
                         for i in range(6)])
     similarity = make_similarity([(0, 1, 0.995), (0, 2, 0.995), (1, 2, 0.995), (3, 4, 0.95)])
-    return classify(files, similarity, CurateConfig()), similarity
+    matches = make_matches([(0, 1, DUPLICATE), (1, 2, DUPLICATE)])
+    return classify(files, similarity, matches, CurateConfig()), similarity
 
 
 def test_summary_counts_distinct_pairs_and_images_with_denominators(curated):

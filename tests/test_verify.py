@@ -1,0 +1,260 @@
+"""Tests of tasks.verify on generated images (and on two RSSCN7 scenes when the shared copy is present)."""
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pydantic
+import pytest
+
+from tasks import verify
+from tasks.config import VerificationConfig
+from tasks.verify import ImageFeatures, extract_features, verify_pair, verify_pairs
+
+RSSCN7 = Path("/work/shared/data/rsscn7")
+SIZE = 400
+
+
+def textured_scene(seed: int, size: int = SIZE) -> np.ndarray:
+    """A colour 'aerial' scene: multi-scale smooth noise (texture) plus random fields and roofs (structure)."""
+    rng = np.random.default_rng(seed)
+    gray = np.zeros((size, size), np.float32)
+    for sigma, weight in ((1.5, 0.3), (4, 0.5), (12, 1.0), (30, 1.2)):
+        noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), sigma)
+        gray += weight * noise / noise.std()
+    gray = (gray - gray.min()) / (gray.max() - gray.min()) * 160 + 40
+    for _ in range(60):
+        centre = rng.integers(0, size, 2)
+        corners = (centre + rng.integers(-30, 30, (4, 2))).astype(np.int32)
+        cv2.fillConvexPoly(gray, cv2.convexHull(corners), float(rng.integers(0, 255)))
+    tint = rng.uniform(0.7, 1.0, 3).astype(np.float32)
+    return np.clip(gray[:, :, None] * tint, 0, 255).astype(np.uint8)
+
+
+def save(path: Path, image: np.ndarray, quality: int = 90) -> Path:
+    cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return path
+
+
+def check(path_a: Path, path_b: Path) -> verify.Verification:
+    features_a, features_b = extract_features(path_a), extract_features(path_b)
+    assert features_a is not None and features_b is not None
+    return verify_pair(features_a, features_b)
+
+
+@pytest.fixture(scope="module")
+def scene() -> np.ndarray:
+    return textured_scene(seed=1)
+
+
+@pytest.fixture(scope="module")
+def scene_path(tmp_path_factory: pytest.TempPathFactory, scene: np.ndarray) -> Path:
+    return save(tmp_path_factory.mktemp("scene") / "original.jpg", scene)
+
+
+def half_size(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, (SIZE // 2, SIZE // 2), interpolation=cv2.INTER_AREA)
+
+
+def crop(image: np.ndarray, share: float, top: int, left: int) -> np.ndarray:
+    side = int(SIZE * share)
+    return image[top : top + side, left : left + side]
+
+
+def brighter(image: np.ndarray) -> np.ndarray:
+    return np.clip(image.astype(np.float32) * 1.3, 0, 255).astype(np.uint8)
+
+
+def flatter(image: np.ndarray) -> np.ndarray:
+    return np.clip((image.astype(np.float32) - 128) * 0.7 + 140, 0, 255).astype(np.uint8)
+
+
+TRANSFORMS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], int, str]] = {
+    # name: (edit applied to the original, JPEG quality of the copy, expected transform label)
+    "recompressed": (lambda image: image, 30, "same"),
+    "half_size": (half_size, 90, "rescale"),
+    "crop75": (lambda image: crop(image, 0.75, 40, 60), 90, "crop"),
+    "crop65_resized_back": (
+        lambda image: cv2.resize(crop(image, 0.65, 100, 30), (SIZE, SIZE), interpolation=cv2.INTER_LINEAR),
+        90,
+        "rescale+crop",
+    ),
+    "hflip": (lambda image: cv2.flip(image, 1), 90, "hflip"),
+    "vflip": (lambda image: cv2.flip(image, 0), 90, "vflip"),
+    "rotate90": (lambda image: cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE), 90, "rotate90"),
+    "rotate180": (lambda image: cv2.rotate(image, cv2.ROTATE_180), 90, "rotate180"),
+    "rotate270": (lambda image: cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE), 90, "rotate270"),
+    "brighter": (brighter, 90, "same"),
+    "lower_contrast": (flatter, 90, "same"),
+    "half_size_rotate90": (lambda image: cv2.rotate(half_size(image), cv2.ROTATE_90_CLOCKWISE), 60, "rotate90+rescale"),
+    "crop80_hflip": (lambda image: cv2.flip(crop(image, 0.8, 0, 80), 1), 90, "hflip+crop"),
+}
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_edited_copy_is_duplicate_with_its_transform(
+    name: str, scene: np.ndarray, scene_path: Path, tmp_path: Path
+) -> None:
+    edit, quality, expected_transform = TRANSFORMS[name]
+    copy_path = save(tmp_path / f"{name}.jpg", edit(scene), quality)
+
+    result = check(scene_path, copy_path)
+
+    assert result.relation == "duplicate"
+    assert result.transform == expected_transform
+    assert result.inliers >= VerificationConfig().min_inliers
+    assert 0.0 < result.score <= 1.0
+    assert result.coverage >= VerificationConfig().duplicate_min_coverage
+
+
+def test_mirror_copy_matches_as_strongly_as_a_rotated_copy(
+    scene: np.ndarray, scene_path: Path, tmp_path: Path
+) -> None:
+    """Mirror descriptors must be true mirrors (position and orientation), not a weak partial match."""
+    mirrored = check(scene_path, save(tmp_path / "hflip.jpg", cv2.flip(scene, 1)))
+    rotated = check(scene_path, save(tmp_path / "rotate180.jpg", cv2.rotate(scene, cv2.ROTATE_180)))
+
+    assert mirrored.inliers >= 0.5 * rotated.inliers
+
+
+def test_relation_does_not_depend_on_pair_order(scene: np.ndarray, scene_path: Path, tmp_path: Path) -> None:
+    copy_path = save(tmp_path / "crop.jpg", crop(scene, 0.7, 50, 50))
+
+    assert check(copy_path, scene_path).relation == "duplicate"
+    assert check(copy_path, scene_path).transform == "crop"
+
+
+@pytest.mark.parametrize(("offset", "expected_coverage"), [((100, 0), 2 / 3), ((80, 80), (220 / 300) ** 2)])
+def test_shifted_windows_of_one_scene_overlap(
+    offset: tuple[int, int], expected_coverage: float, scene: np.ndarray, tmp_path: Path
+) -> None:
+    dx, dy = offset
+    path_a = save(tmp_path / "a.jpg", scene[0:300, 0:300])
+    path_b = save(tmp_path / "b.jpg", scene[dy : dy + 300, dx : dx + 300])
+
+    result = check(path_a, path_b)
+
+    assert result.relation == "overlap"
+    assert result.transform == "shift"
+    assert result.coverage == pytest.approx(expected_coverage, abs=0.05)
+
+
+def test_different_scenes_of_the_same_texture_do_not_match(tmp_path: Path) -> None:
+    paths = [save(tmp_path / f"scene{seed}.jpg", textured_scene(seed)) for seed in range(2, 6)]
+    features = [extract_features(path) for path in paths]
+
+    for index, features_a in enumerate(features):
+        for features_b in features[index + 1 :]:
+            assert features_a is not None and features_b is not None
+            assert verify_pair(features_a, features_b).relation == "none"
+            assert verify_pair(features_a, features_b).transform == ""
+
+
+def rsscn7_tile(name: str) -> Path:
+    path = RSSCN7 / name
+    if not path.exists():
+        pytest.skip(f"RSSCN7 development data not present at {RSSCN7}")
+    return path
+
+
+# The two RSSCN7 tiles with the fewest ORB corners at the default FAST threshold: smooth grass.
+SMOOTH_GRASS = ("aGrass/a131.jpg", "aGrass/a153.jpg")
+
+
+def test_smooth_real_scene_copy_verifies(tmp_path: Path) -> None:
+    """A smooth grass field gives almost no corners at first: its rotated, recompressed copy must still verify."""
+    original = rsscn7_tile(SMOOTH_GRASS[0])
+    copy_path = save(tmp_path / "grass.jpg", cv2.rotate(cv2.imread(str(original)), cv2.ROTATE_90_COUNTERCLOCKWISE), 40)
+
+    result = check(original, copy_path)
+
+    assert (result.relation, result.transform) == ("duplicate", "rotate270")
+
+
+def test_distinct_real_grass_fields_do_not_match() -> None:
+    assert check(rsscn7_tile(SMOOTH_GRASS[0]), rsscn7_tile(SMOOTH_GRASS[1])).relation == "none"
+
+
+def test_unreadable_file_has_no_features(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+
+    assert extract_features(broken) is None
+    assert extract_features(tmp_path / "missing.jpg") is None
+
+
+def test_image_too_small_for_keypoints_matches_nothing(scene: np.ndarray, scene_path: Path, tmp_path: Path) -> None:
+    tiny = extract_features(save(tmp_path / "tiny.jpg", scene[:24, :24]))
+    original = extract_features(scene_path)
+    assert tiny is not None and original is not None
+
+    assert len(tiny.points) == 0
+    assert verify_pair(tiny, original) == verify.NO_MATCH
+    assert verify_pair(original, tiny) == verify.NO_MATCH
+
+
+def test_features_are_plain_arrays_that_survive_pickling(scene_path: Path) -> None:
+    features = extract_features(scene_path)
+    assert features is not None
+
+    restored = pickle.loads(pickle.dumps(features))
+
+    assert isinstance(restored, ImageFeatures)
+    assert restored.descriptors.shape == (len(restored.points), 32)
+    assert restored.mirror_descriptors.shape == (len(restored.mirror_points), 32)
+    assert len(restored.points) >= VerificationConfig().n_features // 2
+    assert verify_pair(restored, features).transform == "same"
+
+
+def test_verify_pairs_adds_columns_and_extracts_each_image_once(
+    scene: np.ndarray, scene_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rotated = save(tmp_path / "rotated.jpg", cv2.rotate(scene, cv2.ROTATE_180))
+    other = save(tmp_path / "other.jpg", textured_scene(seed=9))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    pairs = pd.DataFrame(
+        {
+            "path_a": [str(scene_path), str(scene_path), str(rotated), str(broken)],
+            "path_b": [str(rotated), str(other), str(other), str(scene_path)],
+            "pair_id": [1, 2, 3, 4],
+        }
+    )
+    extracted: list[str] = []
+    real_extract = verify.extract_features
+
+    def counting_extract(path: str, settings: VerificationConfig) -> ImageFeatures | None:
+        extracted.append(str(path))
+        return real_extract(path, settings)
+
+    monkeypatch.setattr(verify, "extract_features", counting_extract)
+
+    result = verify_pairs(pairs)
+
+    assert sorted(extracted) == sorted({str(scene_path), str(rotated), str(other), str(broken)})
+    assert list(result["pair_id"]) == [1, 2, 3, 4]
+    assert list(result["relation"]) == ["duplicate", "none", "none", "none"]
+    assert list(result["transform"]) == ["rotate180", "", "", ""]
+    assert result.loc[0, "inliers"] >= VerificationConfig().min_inliers
+    assert set(result.columns) >= {"relation", "match_score", "inliers", "transform", "coverage"}
+    assert "relation" not in pairs.columns
+
+
+def test_verify_pairs_accepts_an_empty_frame() -> None:
+    result = verify_pairs(pd.DataFrame({"path_a": [], "path_b": []}))
+
+    assert result.empty
+    assert {"relation", "match_score", "inliers", "transform", "coverage"} <= set(result.columns)
+
+
+def test_settings_are_frozen_bounded_and_closed() -> None:
+    settings = VerificationConfig()
+    with pytest.raises(pydantic.ValidationError):
+        settings.min_inliers = 3  # type: ignore[misc]
+    with pytest.raises(pydantic.ValidationError):
+        VerificationConfig(min_inliers=0)
+    with pytest.raises(pydantic.ValidationError):
+        VerificationConfig(min_inlier=10)  # type: ignore[call-arg]
