@@ -1,0 +1,40 @@
+"""Drift tests: the README documents every configuration key, manifest column, issue and command-line option."""
+
+from pathlib import Path
+
+import pytest
+
+from flows.curate import build_parser
+from tasks.config import CurateConfig
+from tasks.schema import MANIFEST_COLUMNS, Issue
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def config_keys(model=CurateConfig, prefix=""):
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, CurateConfig.__mro__[1]):
+            yield from config_keys(annotation, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
+
+
+@pytest.mark.parametrize("key", list(config_keys()))
+def test_every_configuration_key_is_documented(key):
+    assert f"| `{key}` |" in README
+
+
+@pytest.mark.parametrize("column", MANIFEST_COLUMNS)
+def test_every_manifest_column_is_documented(column):
+    assert f"`{column}`" in README.split("### Manifest columns")[1].split("## Quality gate")[0]
+
+
+@pytest.mark.parametrize("issue", [issue.value for issue in Issue])
+def test_every_issue_is_documented(issue):
+    assert f"`{issue}`" in README
+
+
+@pytest.mark.parametrize("option", [a.option_strings[0] for a in build_parser()._actions if a.option_strings[0] != "-h"])
+def test_every_command_line_option_is_documented(option):
+    assert f"`{option}" in README
