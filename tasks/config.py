@@ -41,11 +41,15 @@ class VerificationConfig(_Section):
 
     Defaults measured on RSSCN7 aerial tiles (docs/BENCHMARKS.md)."""
 
-    candidate_similarity: float = Field(
-        0.7, ge=0.0, le=1.0, description="Neighbour pairs at least this similar are verified as possible duplicates."
-    )
     candidates_per_image: int = Field(
-        3, ge=1, le=50, description="Only each image's most similar neighbours, up to this many, are verified."
+        3, ge=1, le=50, description="Each image's nearest neighbours by embedding and by colour, up to this many "
+        "of each, are proposed for verification."
+    )
+    candidate_similarity: float = Field(
+        0.9, ge=0.0, le=1.0, description="A proposal at least this similar by embedding is verified."
+    )
+    candidate_colour_similarity: float = Field(
+        0.85, ge=0.0, le=1.0, description="A proposal at least this similar by colour signature is verified."
     )
 
     max_side: int = Field(

@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from tasks.errors import DatasetError
-from tasks.imagestats import measure
+from tasks.imagestats import SIGNATURE, colour_signature, measure
 from tasks.schema import Col
 
 
@@ -89,6 +89,7 @@ def inspect_file(path: Path) -> dict[str, object]:
                 record[Col.WIDTH], record[Col.HEIGHT] = image.size
                 record[Col.FORMAT] = image.format
                 record.update(measure(image))
+                record[SIGNATURE] = colour_signature(image)
     except UnidentifiedImageError:
         record[Col.ERROR] = "not an image in a format Pillow can read"
         return record
@@ -101,7 +102,8 @@ def inspect_file(path: Path) -> dict[str, object]:
 
 def ingest(inventory: Inventory, workers: int | None = None) -> pd.DataFrame:
     """Return one row per image file found: row, path, split, label, sha256, bytes, width, height, format,
-    valid, error, and the image statistics of `tasks.imagestats.measure`."""
+    valid, error, the image statistics of `tasks.imagestats.measure` and, for verification's candidates, a
+    colour signature per readable image (column `tasks.imagestats.SIGNATURE`, not part of the manifest)."""
     # Hashing and decoding release the GIL in C, so threads overlap I/O and decoding.
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         records = list(pool.map(inspect_file, (found.path for found in inventory.images)))
@@ -118,4 +120,6 @@ def ingest(inventory: Inventory, workers: int | None = None) -> pd.DataFrame:
         frame[column] = frame.get(column, pd.Series(index=frame.index, dtype="float64")).astype("Int64")
     for column in (Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL):
         frame[column] = frame.get(column, pd.Series(index=frame.index, dtype="float64")).astype("float64")
+    if SIGNATURE not in frame:
+        frame[SIGNATURE] = None
     return frame

@@ -22,6 +22,7 @@ import pandas as pd
 from PIL import Image
 
 from tasks.config import VerificationConfig
+from tasks.imagestats import SIGNATURE
 from tasks.schema import Col
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, neighbours_by_row
 
@@ -29,6 +30,7 @@ Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
+COLOUR_SIMILARITY = "colour_similarity"
 
 # A rotation within this many degrees of a multiple of 90 is reported as that multiple.
 _RIGHT_ANGLE_TOLERANCE_DEG = 10.0
@@ -314,22 +316,56 @@ def verify_pairs(pairs: pd.DataFrame, settings: VerificationConfig = Verificatio
     return verified
 
 
-def select_candidates(pairs: pd.DataFrame, settings: VerificationConfig) -> pd.DataFrame:
-    """The neighbour pairs worth verifying: each image's most similar neighbours above a low similarity.
-
-    Copies that are cropped, rotated or mirrored often score well below the seed's duplicate threshold
-    (0.7 to 0.96) while being their twin's nearest neighbour, so candidates are taken by rank and a low floor."""
-    ranked = neighbours_by_row(pairs)
-    ranked = ranked[ranked[SIMILARITY] >= settings.candidate_similarity]
-    nearest = ranked.groupby("row", sort=False).head(settings.candidates_per_image)
-    candidates = pd.DataFrame(
-        {
-            PAIR_A: np.minimum(nearest["row"], nearest["other"]),
-            PAIR_B: np.maximum(nearest["row"], nearest["other"]),
-            SIMILARITY: nearest[SIMILARITY],
-        }
+def _unordered(rows: np.ndarray, others: np.ndarray, similarity: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {PAIR_A: np.minimum(rows, others), PAIR_B: np.maximum(rows, others), SIMILARITY: similarity}
     )
-    return candidates.drop_duplicates([PAIR_A, PAIR_B]).sort_values([PAIR_A, PAIR_B]).reset_index(drop=True)
+
+
+def signature_neighbours(signatures: np.ndarray, rows: np.ndarray, k: int, chunk: int = 2048) -> pd.DataFrame:
+    """Each row's k most similar rows by colour signature (unordered pairs, similarity = cosine of signatures).
+
+    Computed in chunks so memory stays at chunk x n similarities however large the dataset."""
+    n = len(rows)
+    k = min(k, n - 1)
+    if k < 1:
+        return _unordered(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+    sources, targets, values = [], [], []
+    for start in range(0, n, chunk):
+        block = signatures[start : start + chunk] @ signatures.T
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = -1.0  # not its own neighbour
+        nearest = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        sources.append(np.repeat(rows[start : start + chunk], k))
+        targets.append(rows[nearest.ravel()])
+        values.append(np.take_along_axis(block, nearest, axis=1).ravel())
+    return _unordered(np.concatenate(sources), np.concatenate(targets), np.concatenate(values))
+
+
+def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: VerificationConfig) -> pd.DataFrame:
+    """The pairs worth verifying, with their embedding and colour similarities.
+
+    Each image's nearest neighbours by embedding and by colour signature are proposed (a rotated or mirrored
+    copy keeps its colours but is sometimes not among the embedding's nearest neighbours); a proposal is kept
+    when either similarity is high. Copies that are cropped, rotated or mirrored often score well below the
+    seed's duplicate threshold, so neither floor is a duplicate threshold: verification decides."""
+    ranked = neighbours_by_row(pairs).groupby("row", sort=False).head(settings.candidates_per_image)
+    by_embedding = _unordered(ranked["row"].to_numpy(), ranked["other"].to_numpy(), ranked[SIMILARITY].to_numpy())
+    readable = files[files[SIGNATURE].notna()]
+    signatures = np.stack(readable[SIGNATURE].to_numpy()) if len(readable) else np.empty((0, 0), np.float32)
+    rows = readable[Col.ROW].to_numpy(dtype=np.int64)
+    by_colour = signature_neighbours(signatures, rows, settings.candidates_per_image)
+    proposals = pd.concat([by_embedding, by_colour]).drop_duplicates([PAIR_A, PAIR_B]).drop(columns=SIMILARITY)
+    proposals = proposals.merge(pairs[[PAIR_A, PAIR_B, SIMILARITY]], on=[PAIR_A, PAIR_B], how="left")
+    position = pd.Series(np.arange(len(rows)), index=rows)
+    proposals[COLOUR_SIMILARITY] = np.einsum(
+        "ij,ij->i",
+        signatures[position.reindex(proposals[PAIR_A]).to_numpy()],
+        signatures[position.reindex(proposals[PAIR_B]).to_numpy()],
+    ) if len(proposals) else np.empty(0)
+    worth = (proposals[SIMILARITY].fillna(0.0) >= settings.candidate_similarity) | (
+        proposals[COLOUR_SIMILARITY] >= settings.candidate_colour_similarity
+    )
+    return proposals[worth].sort_values([PAIR_A, PAIR_B]).reset_index(drop=True)
 
 
 def verify_candidates(
@@ -337,7 +373,7 @@ def verify_candidates(
 ) -> pd.DataFrame:
     """The verification stage: candidate pairs (row_a, row_b, similarity) with relation, match_score, inliers,
     transform and coverage. Only pairs whose relation is not "none" are returned."""
-    candidates = select_candidates(pairs, settings)
+    candidates = select_candidates(files, pairs, settings)
     paths = files.set_index(Col.ROW)[Col.PATH]
     located = candidates.assign(
         path_a=paths.reindex(candidates[PAIR_A]).to_numpy(), path_b=paths.reindex(candidates[PAIR_B]).to_numpy()

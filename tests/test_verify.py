@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pydantic
 import pytest
+from PIL import Image
 
 from tasks import verify
 from tasks.config import VerificationConfig
+from tasks.schema import Col
 from tasks.verify import ImageFeatures, extract_features, verify_pair, verify_pairs
 
 RSSCN7 = Path("/work/shared/data/rsscn7")
@@ -258,3 +260,22 @@ def test_settings_are_frozen_bounded_and_closed() -> None:
         VerificationConfig(min_inliers=0)
     with pytest.raises(pydantic.ValidationError):
         VerificationConfig(min_inlier=10)  # type: ignore[call-arg]
+
+
+def test_candidates_include_a_rotated_copy_the_embedding_ranks_low(tmp_path):
+    """A rotated copy keeps its colour signature: it is proposed even when no embedding pair links it."""
+    from tasks.ingest import find_files, ingest
+    from tasks.similarity import PAIR_A, PAIR_B, empty_pairs
+    from tasks.verify import verify_candidates
+
+    rng = np.random.default_rng(7)
+    for index in range(6):
+        colours = rng.integers(0, 255, size=(12, 12, 3), dtype=np.uint8)
+        Image.fromarray(colours).resize((120, 120), Image.NEAREST).save(tmp_path / f"{index}.png")
+    Image.open(tmp_path / "0.png").rotate(90).save(tmp_path / "0_rotated.png")
+    files = ingest(find_files({"train": tmp_path}, (".png",)))
+    matches = verify_candidates(files, empty_pairs(), VerificationConfig())
+    rows = files.set_index(Col.PATH)[Col.ROW]
+    pair = tuple(sorted((rows[str(tmp_path / "0.png")], rows[str(tmp_path / "0_rotated.png")])))
+    assert list(zip(matches[PAIR_A], matches[PAIR_B])) == [pair]
+    assert "rotate" in matches["transform"].iloc[0]
