@@ -13,6 +13,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 import tasks  # noqa: E402,F401  (switches off telemetry before fastdup or Prefect load)
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -32,3 +33,31 @@ def write_texture(path: Path, seed: int, size: int = 96) -> Path:
 @pytest.fixture
 def texture():
     return write_texture
+
+
+def split_args(root: Path) -> list[str]:
+    return [arg for split in ("train", "val", "unlabeled") for arg in ("--split", f"{split}={root / split}")]
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """The generated demo dataset and its ground truth (path -> DemoFile)."""
+    from tasks.demo import build_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    return root, {str(item.path): item for item in build_demo_dataset(root)}
+
+
+@pytest.fixture(scope="session")
+def curated(demo, tmp_path_factory):
+    """One real run of the curate flow over the demo dataset, shared by the tests that read its outputs."""
+    from flows.curate import main
+    from tasks.schema import Col
+
+    root, truth = demo
+    out = tmp_path_factory.mktemp("curated")
+    status = main([*split_args(root), "--out", str(out)])
+    manifest = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH, drop=False)
+    return status, out, manifest, truth
+
+

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.curate import main
-from tasks.demo import NEAR_COPY_KINDS, build_demo_dataset
+from tests.conftest import split_args
+from tasks.demo import NEAR_COPY_KINDS
 from tasks.schema import MANIFEST_COLUMNS, Col, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,25 +19,6 @@ CONTRACT_COLUMNS = (
     "path split label sha256 bytes width height valid error blur brightness contrast nn_path nn_similarity "
     "dup_group cluster issues action reason duplicate_of"
 ).split()
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    return root, {str(item.path): item for item in build_demo_dataset(root)}
-
-
-def split_args(root: Path) -> list[str]:
-    return [arg for split in ("train", "val", "unlabeled") for arg in ("--split", f"{split}={root / split}")]
-
-
-@pytest.fixture(scope="session")
-def curated(demo, tmp_path_factory):
-    root, truth = demo
-    out = tmp_path_factory.mktemp("curated")
-    status = main([*split_args(root), "--out", str(out)])
-    manifest = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH, drop=False)
-    return status, out, manifest, truth
 
 
 def test_run_passes_the_gate_and_writes_every_output(curated):

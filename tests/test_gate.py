@@ -1,0 +1,48 @@
+"""The gate before training: `python -m flows.gate OUT` and `load_split` on a real curated output."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tasks.errors import DatasetError
+from tasks.gate import check_output, load_split
+from tasks.schema import Col
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_gate(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.gate", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_fresh_output_passes_and_loads(curated):
+    _, out, manifest, _ = curated
+    assert check_output(out).success
+    train = load_split(out, "train")
+    expected = manifest[(manifest[Col.SPLIT] == "train") & (manifest[Col.ACTION] == "keep")]
+    assert list(train.columns) == [Col.PATH, Col.LABEL]
+    assert sorted(train[Col.PATH]) == sorted(expected[Col.PATH])
+    result = run_gate(out)
+    assert result.returncode == 0 and "passed" in result.stdout
+
+
+def test_an_edited_split_fails_the_gate(curated, tmp_path):
+    _, out, _, _ = curated
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    train = pd.read_parquet(copy / "splits" / "train.parquet")
+    train.iloc[1:].to_parquet(copy / "splits" / "train.parquet")
+    result = run_gate(copy)
+    assert result.returncode == 1 and "splits_match_manifest" in result.stderr
+
+
+def test_a_missing_output_exits_2(tmp_path):
+    result = run_gate(tmp_path / "nothing")
+    assert result.returncode == 2 and "manifest.parquet" in result.stderr
+    with pytest.raises(DatasetError):
+        load_split(tmp_path, "train")
