@@ -20,7 +20,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The benchmark needs RSSCN7 in ../shared/data/rsscn7 and two bench-only packages (they ship its out-of-domain photos).
 bench-quality: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt -c requirements.lock
 	$(PY) -m bench.run_quality
 
 clean:

@@ -1,0 +1,233 @@
+"""The quality benchmark, in one command: build the dataset, run plain fastdup and Curate, score both.
+
+    .venv/bin/python -m bench.run_quality [--rsscn7 DIR] [--work DIR] [--results DIR]
+
+Writes ``bench/results/quality.md`` (tables) and ``bench/results/quality.json`` (everything, with the command,
+date, machine and timings). Curate runs as a subprocess (``python -m flows.curate``); while that module does not
+exist the Curate column is skipped with a message. Not part of the unit tests: it takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from bench.baseline import SEED_THRESHOLDS, SUMMARY_DEFAULTS, baseline_manifest, run_fastdup
+from bench.dataset import (DEFAULT_RSSCN7, DEFAULT_WORK, SPLITS, TRANSFORMS, BenchConfig, build_dataset,
+                           composition, load_truth)
+from bench.score import ISSUE_TRUTH, score_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_RESULTS = REPO / "bench" / "results"
+
+
+def machine() -> dict:
+    """Describe the machine, since every timing depends on it."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kb / 2**20, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def run_curate(dataset: Path, out: Path) -> tuple[pd.DataFrame | None, dict]:
+    """Run ``python -m flows.curate`` on the three splits; return its manifest (None if skipped) and run facts."""
+    if importlib.util.find_spec("flows.curate") is None:
+        return None, {"skipped": "flows.curate does not exist yet: Curate was not run"}
+    command = [sys.executable, "-m", "flows.curate",
+               *(arg for split in SPLITS for arg in ("--split", f"{split}={dataset / split}")), "--out", str(out)]
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    facts: dict = {"command": shlex.join(command), "seconds": round(time.perf_counter() - start, 1),
+                   "exit_status": proc.returncode}
+    manifest_path = out / "manifest.parquet"
+    if not manifest_path.exists():
+        facts["skipped"] = f"no manifest written (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+        return None, facts
+    facts["manifest_metadata"] = parquet_metadata(manifest_path)
+    facts["timings"] = find_timings(facts["manifest_metadata"])
+    manifest = pd.read_parquet(manifest_path)
+    manifest["path"] = manifest["path"].map(os.path.realpath)
+    return manifest, facts
+
+
+def parquet_metadata(path: Path) -> dict:
+    """Return the Parquet file's key-value metadata (JSON values decoded), minus pandas' and Arrow's own keys."""
+    raw = pq.read_schema(path).metadata or {}
+    out = {}
+    for key, value in raw.items():
+        name = key.decode()
+        if name in ("pandas", "ARROW:schema"):
+            continue
+        try:
+            out[name] = json.loads(value)
+        except ValueError:
+            out[name] = value.decode(errors="replace")
+    return out
+
+
+def find_timings(meta: object, prefix: str = "", timed: bool = False) -> dict[str, float]:
+    """Collect numbers under a key that mentions time, seconds or duration (or below such a key), at any depth."""
+    found: dict[str, float] = {}
+    if isinstance(meta, dict):
+        for key, value in meta.items():
+            name = f"{prefix}{key}"
+            is_timed = timed or any(w in str(key).lower() for w in ("time", "second", "duration"))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if is_timed:
+                    found[name] = float(value)
+            else:
+                found.update(find_timings(value, f"{name}.", is_timed))
+    return found
+
+
+def _fmt(ratio: float | None, num: int | None = None, den: int | None = None) -> str:
+    """Format a ratio with three decimals, and its (numerator/denominator) when given."""
+    if ratio is None:
+        return "n/a" if den is None else f"n/a ({num}/{den})"
+    return f"{ratio:.3f}" if den is None else f"{ratio:.3f} ({num}/{den})"
+
+
+def frame_to_markdown(frame: pd.DataFrame) -> str:
+    """Render a small DataFrame as a markdown table (pandas' own needs the optional tabulate package)."""
+    header = [frame.index.name or "", *map(str, frame.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(map(str, [index, *row])) + " |" for index, row in zip(frame.index, frame.values)]
+    return "\n".join(lines)
+
+
+def markdown_table(scores: dict[str, dict]) -> str:
+    """Render one column per system, one row per metric."""
+    names = list(scores)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+
+    def row(label: str, cell) -> None:
+        lines.append(f"| {label} | " + " | ".join(cell(scores[n]) for n in names) + " |")
+
+    row("duplicate pairs: precision", lambda s: _fmt(s["duplicates"]["precision"], s["duplicates"]["correct_pairs"],
+                                                     s["duplicates"]["predicted_pairs"]))
+    row("duplicate pairs: recall", lambda s: _fmt(s["duplicates"]["recall"],
+                                                  round((s["duplicates"]["recall"] or 0) * s["duplicates"]["true_pairs"]),
+                                                  s["duplicates"]["true_pairs"]))
+    row("duplicate pairs: F1", lambda s: _fmt(s["duplicates"]["f1"]))
+    found_transforms = {t for s in scores.values() for t in s["duplicates"]["recall_by_transform"]}
+    for transform in ["injected", *TRANSFORMS, *sorted(found_transforms - set(TRANSFORMS) - {"injected"})]:
+        def recall_of(s: dict, t: str = transform) -> str:
+            r = s["duplicates"]["recall_by_transform"].get(t)
+            return "n/a" if r is None else _fmt(r["recall"], r["found"], r["total"])
+        row(f"recall: {transform}", recall_of)
+    for issue in ISSUE_TRUTH:
+        row(f"{issue}: precision", lambda s, i=issue: _fmt(s["issues"][i]["precision"], s["issues"][i]["found"],
+                                                           s["issues"][i]["flagged"]))
+        row(f"{issue}: recall", lambda s, i=issue: _fmt(s["issues"][i]["recall"], s["issues"][i]["found"],
+                                                        s["issues"][i]["true"]))
+    for issue in ("split_leak", "label_conflict"):
+        row(f"{issue}: recall", lambda s, i=issue: _fmt(s["leaks"][i]["recall"], s["leaks"][i]["found"],
+                                                        s["leaks"][i]["true"]))
+        row(f"{issue}: precision", lambda s, i=issue: _fmt(s["leaks"][i]["precision"]))
+    row("clean unique images kept", lambda s: _fmt(s["clean_keep"]["share"], s["clean_keep"]["kept"],
+                                                   s["clean_keep"]["clean"]))
+    row("seconds (whole run)", lambda s: f"{s['seconds']:.1f}" if s.get("seconds") is not None else "n/a")
+    return "\n".join(lines)
+
+
+def pair_list(pairs: list[list[str]], root: Path, limit: int = 40) -> str:
+    """List predicted pairs that are not true duplicates, relative to the dataset root, for a person to look at."""
+    lines = [f"- `{Path(a).relative_to(root)}` ~ `{Path(b).relative_to(root)}`" for a, b in pairs[:limit]]
+    if len(pairs) > limit:
+        lines.append(f"- ... and {len(pairs) - limit} more (see quality.json)")
+    return "\n".join(lines)
+
+
+def curate_summary(curate: dict) -> str:
+    """Describe the Curate run: skipped, or its wall time and the stage timings its manifest metadata records."""
+    if "skipped" in curate:
+        return f"Skipped: {curate['skipped']}"
+    lines = [f"`{curate['command']}`", "", f"Exit status {curate['exit_status']}, wall time {curate['seconds']:.1f} s."]
+    if curate["timings"]:
+        lines += ["", "| timing from the manifest metadata | seconds | share of wall time |", "|---|---|---|"]
+        lines += [f"| {name} | {value:.1f} | {value / curate['seconds']:.0%} |"
+                  for name, value in curate["timings"].items()]
+    else:
+        lines += ["", "The manifest's Parquet metadata records no timings."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write the reports; return the exit status."""
+    parser = argparse.ArgumentParser(description="Curate quality benchmark")
+    parser.add_argument("--rsscn7", type=Path, default=DEFAULT_RSSCN7, help="RSSCN7 root (<class>/*.jpg)")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="work folder, outside the repository")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where quality.md/.json go")
+    args = parser.parse_args(argv)
+    work = args.work.resolve()
+
+    start = time.perf_counter()
+    truth = load_truth(build_dataset(args.rsscn7.resolve(), work, BenchConfig()))
+    build_seconds = time.perf_counter() - start
+    dataset = truth.dataset
+    print(f"dataset: {len(truth.files)} files in {dataset} ({build_seconds:.1f} s)", flush=True)
+
+    outputs = run_fastdup(dataset, work / "fastdup-baseline")
+    scores: dict[str, dict] = {}
+    for name, thresholds in (("fastdup (seed thresholds)", SEED_THRESHOLDS),
+                             ("fastdup (summary() defaults)", SUMMARY_DEFAULTS)):
+        scores[name] = score_manifest(baseline_manifest(outputs, dataset, thresholds), truth.files, truth.pairs)
+        scores[name]["seconds"] = round(outputs.seconds, 1)
+        scores[name]["thresholds"] = thresholds.__dict__
+    print(f"fastdup baseline: {outputs.seconds:.1f} s", flush=True)
+
+    manifest, curate = run_curate(dataset, work / "curate-out")
+    if manifest is None:
+        print(f"Curate skipped: {curate['skipped']}", flush=True)
+    else:
+        scores["Curate"] = score_manifest(manifest, truth.files, truth.pairs)
+        scores["Curate"]["seconds"] = curate["seconds"]
+        print(f"Curate: {curate['seconds']:.1f} s", flush=True)
+
+    comp = composition(truth)
+    table = markdown_table(scores)
+    command = shlex.join(["python", "-m", "bench.run_quality", *(sys.argv[1:] if argv is None else argv)])
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    report = "\n\n".join([
+        "# Curate quality benchmark",
+        f"Command: `{command}`  \nDate: {date}  \n"
+        + "Machine: {cpu}, {cores} cores, {ram_gib} GiB RAM, Python {python}".format(**machine()),
+        "## Dataset\n\n" + frame_to_markdown(comp),
+        f"True duplicate pairs: {len(truth.pairs)} "
+        f"({truth.pairs['transform'].str.startswith('natural:').sum()} natural overlaps), "
+        f"{int(truth.pairs['cross_split'].sum())} across splits, {int(truth.pairs['label_conflict'].sum())} with "
+        "different labels.",
+        "## Scores\n\nRatios with (numerator/denominator). Precision of duplicate pairs counts a predicted pair as "
+        "right when both files are in one true group (closure of injected and natural pairs).\n\n" + table,
+        "## Curate run\n\n" + curate_summary(curate),
+        *(f"## {name}: wrong duplicate pairs\n\n" + pair_list(s["duplicates"]["false_pairs"], dataset)
+          for name, s in scores.items() if s["duplicates"]["false_pairs"]),
+    ]) + "\n"
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "quality.md").write_text(report)
+    (args.results / "quality.json").write_text(json.dumps({
+        "command": command, "date": date,
+        "machine": machine(), "dataset": {"root": str(dataset), "build_seconds": round(build_seconds, 1),
+                                          "composition": comp.to_dict(), "true_pairs": len(truth.pairs)},
+        "fastdup_seconds": round(outputs.seconds, 1), "curate": curate, "scores": scores,
+    }, indent=1, default=str))
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
