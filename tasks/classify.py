@@ -220,22 +220,31 @@ def _similar(evidence: Evidence) -> pd.Series:
     return _rows_in_band(evidence, Band.SIMILAR)
 
 
+def _strength(values: pd.Series, min_spread: float, threshold: float) -> pd.Series:
+    """How far below the dataset's median a value lies, in robust standard deviations, as a multiple of
+    `threshold` (> 1 = beyond it)."""
+    return (-robust_z(values, min_spread=min_spread) / threshold).fillna(0.0)
+
+
 def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
     """How far each image lies beyond the threshold of each anomaly, as a multiple of it (> 1 = beyond).
 
-    All four are robust z-scores against this dataset: sharpness (blurry), log brightness (dark), log distance
-    of the black level from white (bright, washed out) and the density ratio (outlier)."""
+    All are robust z-scores against this dataset. Blurry needs both a low contrast-normalised sharpness (a soft
+    but well-exposed scene is not blurry) and a low Laplacian variance (a dim or flat but sharp image is not
+    blurry); dark uses log brightness; bright the log distance of the black level from white (washed out);
+    outlier the density ratio."""
     files, quality = evidence.files, evidence.config.quality
-    measures = {
-        Issue.BLURRY: (files[Col.SHARPNESS], 0.1, quality.blurry_z),
-        Issue.DARK: (np.log1p(files[Col.BRIGHTNESS]), 0.05, quality.dark_z),
-        Issue.BRIGHT: (np.log(256.0 - files[Col.BLACK_LEVEL]), 0.05, quality.bright_z),
-        Issue.OUTLIER: (files[Col.DENSITY_RATIO], 0.01, quality.outlier_z),
-    }
     return pd.DataFrame(
-        {issue.value: -robust_z(values, min_spread=spread) / threshold for issue, (values, spread, threshold)
-         in measures.items()}
-    ).fillna(0.0)
+        {
+            Issue.BLURRY.value: np.minimum(
+                _strength(files[Col.SHARPNESS], 0.1, quality.blurry_z),
+                _strength(np.log1p(files[Col.BLUR]), 0.1, quality.blurry_z),
+            ),
+            Issue.DARK.value: _strength(np.log1p(files[Col.BRIGHTNESS]), 0.05, quality.dark_z),
+            Issue.BRIGHT.value: _strength(np.log(256.0 - files[Col.BLACK_LEVEL]), 0.05, quality.bright_z),
+            Issue.OUTLIER.value: _strength(files[Col.DENSITY_RATIO], 0.01, quality.outlier_z),
+        }
+    )
 
 
 def _anomaly(evidence: Evidence, issue: Issue) -> pd.Series:

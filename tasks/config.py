@@ -111,7 +111,9 @@ class QualityConfig(_Section):
     images far outside the dataset's own spread are flagged.
     """
 
-    blurry_z: float = Field(3.5, gt=0.0, description="Blurry: `sharpness` this far below the dataset's median.")
+    blurry_z: float = Field(
+        3.0, gt=0.0, description="Blurry: both `sharpness` and log `blur` this far below the dataset's median."
+    )
     dark_z: float = Field(4.0, gt=0.0, description="Dark: log brightness this far below the dataset's median.")
     bright_z: float = Field(
         12.0, gt=0.0, description="Bright: log(256 - black_level) this far below the dataset's median (washed out)."

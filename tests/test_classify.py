@@ -1,5 +1,7 @@
 """Classification on hand-made rows, pairs and statistics: no images, no engine."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -112,7 +114,7 @@ def test_exact_duplicates_label_conflict_and_corrupt():
 
 def test_quality_issues_and_outliers_follow_configuration():
     # Judged against the dataset: a, b and c stand far outside the others' sharpness and brightness.
-    stats = [{Col.SHARPNESS: -3.0}, {Col.BRIGHTNESS: 5.0}, {Col.BRIGHTNESS: 250.0, Col.BLACK_LEVEL: 245.0}, {}, {}]
+    stats = [{Col.SHARPNESS: -3.0, Col.BLUR: 2.0}, {Col.BRIGHTNESS: 5.0}, {Col.BRIGHTNESS: 250.0, Col.BLACK_LEVEL: 245.0}, {}, {}]
     files = make_files([{Col.PATH: f"/d/{name}.jpg", Col.SPLIT: "train", **stats[i]} for i, name in enumerate("abcde")]
                        + [{Col.PATH: f"/d/n{i}.jpg", Col.SPLIT: "train", Col.BRIGHTNESS: 100.0 + 5 * i}
                           for i in range(8)])
@@ -154,3 +156,24 @@ def test_without_similarity_nothing_is_paired(n_images):
     similarity = Similarity(pairs=empty_pairs(), engine="test", skipped="too few", unanalysed={})
     manifest = classify(files, similarity, NO_MATCHES, CurateConfig())
     assert manifest[Col.DUP_GROUP].isna().all() and (manifest[Col.ACTION] == "keep").all()
+
+
+def test_smooth_or_dim_scenes_are_not_blurry_but_a_blurred_one_is(tmp_path):
+    """Real images through ingest's measurements: flatness or dimness alone must not read as blur."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    from tasks.ingest import find_files, ingest
+
+    rng = np.random.default_rng(3)
+    for seed in range(12):  # sharp-edged tiles: blocks of random grey levels
+        blocks = rng.integers(0, 255, size=(24, 24), dtype=np.uint8)
+        Image.fromarray(blocks).resize((96, 96), Image.NEAREST).convert("RGB").save(tmp_path / f"t{seed}.jpg")
+    base = Image.open(tmp_path / "t0.jpg")
+    base.point(lambda v: 110 + (v - 128) // 8).save(tmp_path / "smooth.jpg", quality=90)  # flat, low contrast
+    base.point(lambda v: v // 3).save(tmp_path / "dim.jpg", quality=90)
+    base.filter(ImageFilter.GaussianBlur(4)).save(tmp_path / "blurred.jpg", quality=90)
+    files = ingest(find_files({"train": tmp_path}, (".jpg",)))
+    manifest = by_path(classify(files, make_similarity([]), NO_MATCHES, CurateConfig()))
+    flagged = {Path(path).name for path, row in manifest.items() if Issue.BLURRY in row[Col.ISSUES]}
+    assert flagged == {"blurred.jpg"}
