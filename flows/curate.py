@@ -3,13 +3,14 @@
     python -m flows.curate [--split NAME=DIR ...] [--out DIR] [--config FILE] [--set KEY=VALUE ...]
 
 Exit status: 0 when the quality gate passes, 1 when it fails (all outputs are still written), 2 for a usage,
-configuration or input error (one line on standard error names it).
+configuration or input error (one line on standard error names it), 3 for an internal error (a bug).
 """
 
 # No `from __future__ import annotations` here: Prefect 3.9 cannot resolve pydantic parameter types from strings.
 import argparse
 import sys
 import time
+import traceback
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata
@@ -28,7 +29,7 @@ from tasks.demo import DEMO_SPLITS, build_demo_dataset
 from tasks.errors import ConfigError, CurateError, DatasetError, GateFailed
 from tasks.expectations import GateResult, run_expectations
 from tasks.ingest import Inventory, find_files, ingest
-from tasks.outputs import OutputPaths, new_staging, publish, summarize, write_staged
+from tasks.outputs import OutputPaths, exclusive_output, new_staging, publish, summarize, write_staged
 from tasks.schema import Band
 from tasks.similarity import Similarity, compute_similarity
 from tasks.verify import verify_candidates
@@ -125,56 +126,49 @@ def _run_metadata(config: CurateConfig, similarity: Similarity, started: datetim
     }
 
 
+def _timed(timings: dict[str, float], stage: str, function, *args):
+    clock = time.perf_counter()
+    result = function(*args)
+    timings[stage] = time.perf_counter() - clock
+    return result
+
+
 @flow(name="curate", log_prints=True)
 def curate(
     splits: dict[str, str] | None = None, out: str | None = None, config: CurateConfig = CurateConfig()
 ) -> State:
     """Curate image folders: find duplicates, outliers and quality issues, decide, gate, write the manifest."""
-    logger = get_run_logger()
     started = datetime.now(timezone.utc)
     folders = resolve_splits(splits)
     name = dataset_name(folders, config) if splits else "demo"
     out_dir = Path(out).expanduser().resolve() if out else CURATED_DIR / name
-    staging = new_staging(out_dir)
-    timings: dict[str, float] = {}
-
-    clock = time.perf_counter()
-    inventory = find_files(folders, config.extensions)
-    files = ingest_task(inventory)
-    timings["ingest"] = time.perf_counter() - clock
-    logger.info("ingest: %d files, %d readable, %d non-image files ignored",
-                len(files), int(files["valid"].sum()), len(inventory.ignored))
-
-    clock = time.perf_counter()
-    similarity = similarity_task(files, config, out_dir / ".work")
-    timings["similarity"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    matches = verify_task(files, similarity, config)
-    timings["verify"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    manifest = classify_task(files, similarity, matches, config)
-    timings["classify"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    gate = expectations_task(manifest, config, staging / "quality" / "data_docs")
-    timings["expectations"] = time.perf_counter() - clock
-
-    bands = {Band.IDENTICAL: config.bands.identical, Band.NEAR_IDENTICAL: config.bands.near_identical,
-             Band.SIMILAR: config.bands.similar}
-    summary = summarize(manifest, similarity, bands, [str(p) for p in inventory.ignored], gate)
-    paths = write_outputs_task(
-        staging, out_dir, manifest, summary, gate, _run_metadata(config, similarity, started, timings),
-        f"Curate report: {name}",
-    )
-    result = CurateResult(
-        out=str(paths.out), manifest=str(paths.manifest), report=str(paths.report), summary=str(paths.summary),
-        gate_passed=gate.success, message=gate.message(),
-    )
+    with exclusive_output(out_dir):
+        staging = new_staging(out_dir)
+        timings: dict[str, float] = {}
+        inventory = find_files(folders, config.extensions)
+        files = _timed(timings, "ingest", ingest_task, inventory)
+        get_run_logger().info("ingest: %d files, %d readable, %d non-image files ignored",
+                              len(files), int(files["valid"].sum()), len(inventory.ignored))
+        similarity = _timed(timings, "similarity", similarity_task, files, config, out_dir / ".work")
+        matches = _timed(timings, "verify", verify_task, files, similarity, config)
+        manifest = _timed(timings, "classify", classify_task, files, similarity, matches, config)
+        gate = _timed(timings, "expectations", expectations_task, manifest, config, staging / "quality" / "data_docs")
+        bands = {Band.IDENTICAL: config.bands.identical, Band.NEAR_IDENTICAL: config.bands.near_identical,
+                 Band.SIMILAR: config.bands.similar}
+        summary = summarize(manifest, similarity, bands, [str(p) for p in inventory.ignored], gate)
+        paths = write_outputs_task(
+            staging, out_dir, manifest, summary, gate, _run_metadata(config, similarity, started, timings),
+            f"Curate report: {name}",
+        )
     if not gate.success:
         return Failed(message=gate.message(), data=GateFailed(f"{gate.message()}; outputs written to {paths.out}"))
-    return Completed(message=gate.message(), data=result)
+    return Completed(
+        message=gate.message(),
+        data=CurateResult(
+            out=str(paths.out), manifest=str(paths.manifest), report=str(paths.report), summary=str(paths.summary),
+            gate_passed=gate.success, message=gate.message(),
+        ),
+    )
 
 
 def parse_split(text: str) -> tuple[str, str]:
@@ -197,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m flows.curate",
         description="Curate image folders: duplicates, outliers, quality issues, a manifest and cleaned splits.",
-        epilog="Exit status: 0 gate passed, 1 gate failed (outputs written), 2 usage, configuration or input error.",
+        epilog="Exit status: 0 gate passed, 1 gate failed (outputs written), 2 usage, configuration or input "
+        "error, 3 internal error.",
     )
     parser.add_argument("--split", action="append", default=[], metavar="NAME=DIR",
                         help="a split folder; images in its subfolders take the subfolder name as label "
@@ -235,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         prefix = "curate: " if isinstance(outcome, GateFailed) else "curate: error: "
         print(f"{prefix}{outcome}", file=sys.stderr)
         return outcome.exit_status
-    raise outcome if isinstance(outcome, BaseException) else RuntimeError(f"unexpected flow result: {outcome!r}")
+    # A bug, not a user error: show the traceback, and exit 3 so it is never mistaken for a failed gate.
+    print(f"curate: internal error: {outcome!r}", file=sys.stderr)
+    if isinstance(outcome, BaseException):
+        traceback.print_exception(outcome, file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":

@@ -66,9 +66,20 @@ def find_files(splits: Mapping[str, Path], extensions: Iterable[str]) -> Invento
     return Inventory(images=images, ignored=ignored)
 
 
+def printable(text: str) -> str:
+    """`text` as valid UTF-8: bytes of a file name that are not UTF-8 become \\xNN escapes.
+
+    Parquet strings must be UTF-8, and os.walk returns such bytes as lone surrogates."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def inspect_file(path: Path) -> dict[str, object]:
     """Hash a file, fully decode it once and measure it; never raises for a bad file."""
     record: dict[str, object] = {Col.VALID: False}
+    if printable(str(path)) != str(path):
+        # Training code could not open the manifest's (escaped) path, so the file cannot be curated as is.
+        record[Col.ERROR] = "file name is not valid UTF-8 (shown with \\x escapes): rename the file"
+        return record
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -109,9 +120,10 @@ def ingest(inventory: Inventory, workers: int | None = None) -> pd.DataFrame:
         records = list(pool.map(inspect_file, (found.path for found in inventory.images)))
     frame = pd.DataFrame.from_records(records)
     frame.insert(0, Col.ROW, range(len(inventory.images)))
-    frame.insert(1, Col.PATH, [str(found.path) for found in inventory.images])
+    frame.insert(1, Col.PATH, [printable(str(found.path)) for found in inventory.images])
     frame.insert(2, Col.SPLIT, [found.split for found in inventory.images])
-    frame.insert(3, Col.LABEL, pd.array([found.label for found in inventory.images], dtype="string"))
+    labels = [None if found.label is None else printable(found.label) for found in inventory.images]
+    frame.insert(3, Col.LABEL, pd.array(labels, dtype="string"))
     for column in (Col.SHA256, Col.ERROR, Col.FORMAT):
         if column not in frame:
             frame[column] = None

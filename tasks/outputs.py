@@ -4,11 +4,14 @@ Everything is first written into a staging folder inside the output folder, then
 `os.replace`, the manifest last: a crash leaves the previous outputs or the new ones, never a half-written file.
 """
 
+import contextlib
+import fcntl
 import html
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,8 +148,34 @@ def _render_report(summary: dict[str, Any], title: str) -> str:
     )
 
 
+LOCK_FILE = ".curate.lock"
+
+
+@contextlib.contextmanager
+def exclusive_output(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the output folder for a whole run: two runs on one folder never interleave.
+
+    The second run fails at once with `OutputError` rather than waiting, so a scheduler sees the clash. The
+    lock is an flock on a file inside the folder, released by the kernel if the process dies."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / LOCK_FILE, "a+")
+    except OSError as error:
+        raise OutputError(f"cannot write to output folder {out}: {error.strerror or error}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputError(f"another curate run is writing to {out}; wait for it to finish") from None
+        yield
+
+
 def new_staging(out: Path) -> Path:
-    """A fresh staging folder inside `out` (same file system, so the final moves are atomic renames)."""
+    """A fresh staging folder inside `out` (same file system, so the final moves are atomic renames).
+
+    Staging folders left by a run that was killed are removed first: call this under `exclusive_output`."""
+    for stale in out.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
         staging.mkdir(parents=True)

@@ -114,3 +114,26 @@ def test_usage_and_configuration_errors_exit_2_with_one_line(args, named):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], result.stderr
+
+
+def test_fewer_images_than_fastdup_needs_still_gives_every_row(tmp_path, texture):
+    for index in range(3):
+        texture(tmp_path / "data" / "c" / f"{index}.jpg", seed=index)
+    (tmp_path / "data" / "c" / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main(["--split", f"train={tmp_path / 'data'}", "--out", str(out)]) == 0
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert len(manifest) == 4 and manifest[Col.NN_PATH].isna().all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert "needs at least 10" in summary["similarity"]["skipped"]
+
+
+def test_a_second_run_on_the_same_output_exits_2_at_once(demo, tmp_path):
+    from tasks.outputs import exclusive_output
+
+    root, _ = demo
+    out = tmp_path / "busy"
+    with exclusive_output(out):  # as if another run held the folder
+        status = main([*split_args(root), "--out", str(out)])
+    assert status == 2
+    assert not (out / "manifest.parquet").exists()

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,16 @@ def test_missing_split_or_no_images_is_a_dataset_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no image files"):
         find_files({"train": tmp_path / "empty"}, EXTENSIONS)
+
+
+def test_awkward_names_links_and_folders(tmp_path, texture):
+    texture(tmp_path / "train" / "c" / "a <b>&é.jpg", seed=1)
+    bad_name = os.fsencode(tmp_path / "train" / "c") + b"/bad\xff.jpg"
+    Path(os.fsdecode(bad_name)).write_bytes((tmp_path / "train" / "c" / "a <b>&é.jpg").read_bytes())
+    (tmp_path / "train" / "c" / "loop").symlink_to(tmp_path / "train")  # a link loop: not followed
+    (tmp_path / "train" / "c" / "folder.jpg").mkdir()  # a folder with an image suffix: not a file
+    frame = ingest(find_files({"train": tmp_path / "train"}, EXTENSIONS)).set_index(Col.PATH)
+    assert sorted(Path(path).name for path in frame.index) == ["a <b>&é.jpg", "bad\\xff.jpg"]
+    bad = frame.loc[str(tmp_path / "train" / "c" / "bad\\xff.jpg")]
+    assert not bad[Col.VALID] and "not valid UTF-8" in bad[Col.ERROR]
+    assert frame.loc[str(tmp_path / "train" / "c" / "a <b>&é.jpg"), Col.VALID]
