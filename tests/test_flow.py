@@ -137,3 +137,13 @@ def test_a_second_run_on_the_same_output_exits_2_at_once(demo, tmp_path):
         status = main([*split_args(root), "--out", str(out)])
     assert status == 2
     assert not (out / "manifest.parquet").exists()
+
+
+def test_sources_are_untouched(demo, curated):
+    import hashlib
+
+    root, truth = demo
+    _, _, manifest, _ = curated
+    for path in truth:  # the bytes now are the bytes ingest hashed before any other stage ran
+        assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == manifest.loc[path, Col.SHA256], path
+    assert sorted(str(p) for p in root.rglob("*") if p.is_file() and p.name != ".demo.json") == sorted(truth)

@@ -1,0 +1,84 @@
+"""Property tests of the classification: invariants that must hold for any files and any verified pairs."""
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tasks.classify import classify
+from tasks.config import CurateConfig
+from tasks.schema import Col
+from tasks.verify import DUPLICATE, OVERLAP
+from tests.test_classify import make_files, make_matches, make_similarity
+
+SPLITS = ["train", "val", "unlabeled"]
+
+
+@st.composite
+def datasets(draw):
+    n = draw(st.integers(min_value=2, max_value=14))
+    rows = []
+    for i in range(n):
+        split = draw(st.sampled_from(SPLITS))
+        rows.append({
+            Col.PATH: f"/d/{split}/{i:02d}.jpg",
+            Col.SPLIT: split,
+            Col.LABEL: None if split == "unlabeled" else draw(st.sampled_from(["a", "b"])),
+            Col.SHA256: draw(st.sampled_from([f"h{i}", "shared"])),
+            Col.WIDTH: draw(st.sampled_from([50, 100])),
+            Col.VALID: draw(st.booleans()) or i < 2,
+        })
+    edges = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1),
+                                    st.sampled_from([DUPLICATE, OVERLAP])), max_size=2 * n))
+    matches = sorted({(min(a, b), max(a, b), relation) for a, b, relation in edges if a != b})
+    return rows, matches
+
+
+def run(rows, matches):
+    files = make_files(rows)
+    readable = set(files.loc[files[Col.VALID], Col.ROW])
+    matches = [(a, b, r) for a, b, r in matches if a in readable and b in readable]
+    pairs = [(a, b, 0.95) for a, b, _ in matches]
+    return classify(files, make_similarity(pairs), make_matches(matches), CurateConfig()).set_index(Col.PATH)
+
+
+def groups_as_sets(manifest: pd.DataFrame) -> set[frozenset[str]]:
+    grouped = manifest[manifest[Col.DUP_GROUP].notna()].groupby(Col.DUP_GROUP).groups
+    return {frozenset(paths) for paths in grouped.values()}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets())
+def test_each_group_keeps_exactly_one_file_and_drops_point_to_it(data):
+    manifest = run(*data)
+    for _, members in manifest[manifest[Col.DUP_GROUP].notna()].groupby(Col.DUP_GROUP):
+        survivors = members[members[Col.ACTION] != "drop"]
+        kept_copies = members[members[Col.DUPLICATE_OF].isna()]
+        assert len(kept_copies) == 1, "exactly one member is the group's kept copy"
+        assert len(survivors) <= 1
+        keeper = kept_copies.index[0]
+        assert (members.drop(index=keeper)[Col.DUPLICATE_OF] == keeper).all()
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets(), st.randoms(use_true_random=False))
+def test_groups_and_decisions_do_not_depend_on_input_order(data, random):
+    rows, matches = data
+    shuffled_rows = rows[:]
+    random.shuffle(shuffled_rows)
+    position = {row[Col.PATH]: i for i, row in enumerate(shuffled_rows)}
+    old_path = [row[Col.PATH] for row in rows]
+    remapped = [(position[old_path[a]], position[old_path[b]], r) for a, b, r in matches]
+    remapped = [(min(a, b), max(a, b), r) for a, b, r in reversed(remapped)]  # and pairs in another order
+    first, second = run(rows, matches), run(shuffled_rows, remapped)
+    assert groups_as_sets(first) == groups_as_sets(second)
+    second = second.loc[first.index]
+    assert first[Col.ACTION].tolist() == second[Col.ACTION].tolist()
+    assert first[Col.DUPLICATE_OF].fillna("").tolist() == second[Col.DUPLICATE_OF].fillna("").tolist()
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets())
+def test_a_pair_means_the_same_from_either_side(data):
+    rows, matches = data
+    swapped = [(b, a, r) for a, b, r in matches]  # row_a > row_b: the classifier must not care
+    assert groups_as_sets(run(rows, matches)) == groups_as_sets(run(rows, swapped))
