@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
@@ -29,7 +30,15 @@ from tasks.demo import DEMO_SPLITS, build_demo_dataset
 from tasks.errors import ConfigError, CurateError, DatasetError, GateFailed
 from tasks.expectations import GateResult, run_expectations
 from tasks.ingest import Inventory, find_files, ingest
-from tasks.outputs import OutputPaths, exclusive_output, new_staging, publish, summarize, write_staged
+from tasks.outputs import (
+    OutputPaths,
+    exclusive_output,
+    new_staging,
+    publish,
+    summarize,
+    summary_markdown,
+    write_staged,
+)
 from tasks.schema import Band
 from tasks.similarity import Similarity, compute_similarity
 from tasks.verify import verify_candidates
@@ -83,6 +92,18 @@ def write_outputs_task(
 ) -> OutputPaths:
     write_staged(staging, manifest, summary, gate, run_metadata, title)
     return publish(staging, out)
+
+
+@task(name="publish-artifacts", cache_policy=NO_CACHE)
+def publish_artifacts_task(summary: dict, paths: OutputPaths, title: str) -> None:
+    """A Markdown summary, a table of issue counts and a link to the report, on the flow run in the Prefect UI."""
+    create_markdown_artifact(summary_markdown(summary, title, paths.out), key="curate-summary", description=title)
+    create_table_artifact(
+        [{"issue": name, "images": value["count"], "of": value["of"]} for name, value in summary["issues"].items()],
+        key="curate-issues",
+        description="Images per issue, out of all files",
+    )
+    create_link_artifact(paths.report.as_uri(), link_text="Curate report", key="curate-report")
 
 
 def resolve_splits(splits: Mapping[str, str] | None) -> dict[str, Path]:
@@ -156,10 +177,11 @@ def curate(
         bands = {Band.IDENTICAL: config.bands.identical, Band.NEAR_IDENTICAL: config.bands.near_identical,
                  Band.SIMILAR: config.bands.similar}
         summary = summarize(manifest, similarity, bands, [str(p) for p in inventory.ignored], gate)
+        title = f"Curate report: {name}"
         paths = write_outputs_task(
-            staging, out_dir, manifest, summary, gate, _run_metadata(config, similarity, started, timings),
-            f"Curate report: {name}",
+            staging, out_dir, manifest, summary, gate, _run_metadata(config, similarity, started, timings), title
         )
+    publish_artifacts_task(summary, paths, title)
     if not gate.success:
         return Failed(message=gate.message(), data=GateFailed(f"{gate.message()}; outputs written to {paths.out}"))
     return Completed(

@@ -106,6 +106,31 @@ def summarize(
     }
 
 
+def summary_markdown(summary: dict[str, Any], title: str, out: Path) -> str:
+    """The summary as Markdown, for the Prefect UI: headline figures, issue counts and the gate's verdict."""
+    verdict = "passed" if summary["gate"]["success"] else "**FAILED**"
+    lines = [
+        f"# {title}",
+        "",
+        f"Outputs: `{out}`",
+        "",
+        f"{summary['files']:,} files, {summary['readable']:,} readable, {summary['duplicate_groups']:,} duplicate "
+        f"groups; quality gate {verdict}.",
+        "",
+        "| issue | images | share of files |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {value['count']:,} | {value['share']:.2%} |" for name, value in summary["issues"].items()),
+        "",
+        "| action | images | share of files |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {value['count']:,} | {value['share']:.2%} |" for name, value in summary["actions"].items()),
+    ]
+    failed = [item["name"] for item in summary["gate"]["expectations"] if not item["success"]]
+    if failed:
+        lines += ["", "Failed expectations: " + ", ".join(failed)]
+    return "\n".join(lines)
+
+
 def _render_report(summary: dict[str, Any], title: str) -> str:
     """A static, self-contained HTML page with the summary tables; every value is HTML-escaped."""
 

@@ -147,3 +147,23 @@ def test_sources_are_untouched(demo, curated):
     for path in truth:  # the bytes now are the bytes ingest hashed before any other stage ran
         assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == manifest.loc[path, Col.SHA256], path
     assert sorted(str(p) for p in root.rglob("*") if p.is_file() and p.name != ".demo.json") == sorted(truth)
+
+
+def test_the_run_publishes_prefect_artifacts(curated):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def artifacts(key):
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+    _, out, _, _ = curated  # other tests' runs publish too: find this run's by its output folder
+    summaries = [a for a in asyncio.run(artifacts("curate-summary")) if str(out) in a.data]
+    assert summaries and "quality gate passed" in summaries[0].data
+    run_id = summaries[0].flow_run_id
+    issues = [a for a in asyncio.run(artifacts("curate-issues")) if a.flow_run_id == run_id]
+    assert issues and "corrupt" in str(issues[0].data)
+    links = [a for a in asyncio.run(artifacts("curate-report")) if a.flow_run_id == run_id]
+    assert links and (out / "report" / "index.html").as_uri() in str(links[0].data)
