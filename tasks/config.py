@@ -56,7 +56,11 @@ class VerificationConfig(_Section):
         200, ge=64, le=2048, description="Longest side of the working image; larger images are shrunk to it."
     )
     n_features: int = Field(
-        300, ge=50, le=5000, description="Most ORB keypoints kept per image; pair time grows with its square."
+        250, ge=50, le=5000, description="Most ORB keypoints kept per image; pair time grows with its square."
+    )
+    mirror_features: int = Field(
+        100, ge=10, le=5000,
+        description="Strongest keypoints also described on the mirrored image, to match mirror copies.",
     )
     patch_size: int = Field(
         19, ge=9, le=63, description="ORB descriptor patch and border width, in working pixels."
@@ -85,7 +89,17 @@ class VerificationConfig(_Section):
         0.9, ge=0.0, le=1.0, description="Share of the smaller image inside the shared region to call a duplicate."
     )
     overlap_min_coverage: float = Field(
-        0.2, ge=0.0, le=1.0, description="Share of the smaller image inside the shared region to call an overlap."
+        0.1, ge=0.0, le=1.0, description="Share of the smaller image inside the shared region to call an overlap."
+    )
+    refine_min_inliers: int = Field(
+        4, ge=0, le=1000, description="A pair rejected at the working size with at least this many inliers is "
+        "matched again on finer features."
+    )
+    refine_max_side: int = Field(
+        400, ge=64, le=4096, description="Longest side of the working image in the finer second pass."
+    )
+    refine_n_features: int = Field(
+        500, ge=50, le=5000, description="Most ORB keypoints kept per image in the finer second pass."
     )
 
 

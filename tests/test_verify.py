@@ -115,11 +115,13 @@ def test_edited_copy_is_duplicate_with_its_transform(
 def test_mirror_copy_matches_as_strongly_as_a_rotated_copy(
     scene: np.ndarray, scene_path: Path, tmp_path: Path
 ) -> None:
-    """Mirror descriptors must be true mirrors (position and orientation), not a weak partial match."""
+    """Mirror descriptors must be true mirrors (position and orientation), not a weak partial match.
+
+    Only the strongest `mirror_features` keypoints are mirrored, so the bar is set against that budget."""
     mirrored = check(scene_path, save(tmp_path / "hflip.jpg", cv2.flip(scene, 1)))
     rotated = check(scene_path, save(tmp_path / "rotate180.jpg", cv2.rotate(scene, cv2.ROTATE_180)))
 
-    assert mirrored.inliers >= 0.5 * rotated.inliers
+    assert mirrored.inliers >= 0.5 * min(rotated.inliers, VerificationConfig().mirror_features)
 
 
 def test_relation_does_not_depend_on_pair_order(scene: np.ndarray, scene_path: Path, tmp_path: Path) -> None:
@@ -164,6 +166,8 @@ def rsscn7_tile(name: str) -> Path:
 
 # The two RSSCN7 tiles with the fewest ORB corners at the default FAST threshold: smooth grass.
 SMOOTH_GRASS = ("aGrass/a131.jpg", "aGrass/a153.jpg")
+# A natural 2x zoom among the RSSCN7 tiles (bench/rsscn7_overlaps.csv): b shows a quarter of a's ground.
+ZOOM_PAIR = ("aGrass/a184.jpg", "aGrass/a029.jpg")
 
 
 def test_smooth_real_scene_copy_verifies(tmp_path: Path) -> None:
@@ -229,7 +233,8 @@ def test_verify_pairs_adds_columns_and_extracts_each_image_once(
     real_extract = verify.extract_features
 
     def counting_extract(path: str, settings: VerificationConfig) -> ImageFeatures | None:
-        extracted.append(str(path))
+        if settings.max_side == VerificationConfig().max_side:  # the finer second pass is counted separately
+            extracted.append(str(path))
         return real_extract(path, settings)
 
     monkeypatch.setattr(verify, "extract_features", counting_extract)
@@ -243,6 +248,44 @@ def test_verify_pairs_adds_columns_and_extracts_each_image_once(
     assert result.loc[0, "inliers"] >= VerificationConfig().min_inliers
     assert set(result.columns) >= {"relation", "match_score", "inliers", "transform", "coverage"}
     assert "relation" not in pairs.columns
+
+
+@pytest.mark.parametrize(("refine_min_inliers", "refined"), [(0, True), (1000, False)])
+def test_only_rejected_pairs_with_enough_inliers_are_matched_again_finer(
+    refine_min_inliers: int, refined: bool, scene: np.ndarray, scene_path: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rotated = save(tmp_path / "rotated.jpg", cv2.rotate(scene, cv2.ROTATE_180))
+    other = save(tmp_path / "other.jpg", textured_scene(seed=9))
+    pairs = pd.DataFrame({"path_a": [str(scene_path), str(scene_path)], "path_b": [str(rotated), str(other)]})
+    settings = VerificationConfig(refine_min_inliers=refine_min_inliers)
+    finer: list[str] = []
+    real_extract = verify.extract_features
+
+    def counting_extract(path: str, settings: VerificationConfig) -> ImageFeatures | None:
+        if settings.max_side == settings.refine_max_side:
+            finer.append(str(path))
+        return real_extract(path, settings)
+
+    monkeypatch.setattr(verify, "extract_features", counting_extract)
+
+    result = verify_pairs(pairs, settings)
+
+    # The copy is settled at the working size; only the rejected pair can reach the finer pass.
+    assert sorted(finer) == (sorted([str(scene_path), str(other)]) if refined else [])
+    assert list(result["relation"]) == ["duplicate", "none"]
+
+
+def test_real_zoomed_tile_is_found_by_the_finer_pass() -> None:
+    """RSSCN7 tile a029 is a 2x zoom into part of a184: too few keypoints match at the working size alone."""
+    zoomed_out, zoomed_in = rsscn7_tile(ZOOM_PAIR[0]), rsscn7_tile(ZOOM_PAIR[1])
+
+    working = check(zoomed_out, zoomed_in)
+    result = verify_pairs(pd.DataFrame({"path_a": [str(zoomed_out)], "path_b": [str(zoomed_in)]}))
+
+    assert working.relation == "none"
+    assert result.loc[0, "relation"] != "none"
+    assert "rescale" in result.loc[0, "transform"]
 
 
 def test_verify_pairs_accepts_an_empty_frame() -> None:
