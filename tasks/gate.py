@@ -8,13 +8,15 @@ import pyarrow.parquet as pq
 from tasks.config import parse_config
 from tasks.errors import DatasetError
 from tasks.expectations import ExpectationOutcome, GateResult, run_expectations
-from tasks.outputs import OutputPaths
+from tasks.outputs import OutputPaths, interrupted_publication
 from tasks.schema import Action, Col, read_metadata
 
 
 def read_manifest(out: Path) -> tuple[pd.DataFrame, dict]:
     """The manifest of a curated output and its metadata; `DatasetError` if missing or unreadable."""
     path = OutputPaths(Path(out)).manifest
+    if interrupted_publication(Path(out)):
+        raise DatasetError(f"a curate run was killed while publishing into {out}; run curate again to complete it")
     try:
         table = pq.read_table(path)
     except (OSError, ValueError) as error:

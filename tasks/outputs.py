@@ -1,7 +1,8 @@
 """Outputs: the summary, the manifest and cleaned splits, the report, and their atomic publication.
 
 Everything is first written into a staging folder inside the output folder, then moved into place with
-`os.replace`, the manifest last: a crash leaves the previous outputs or the new ones, never a half-written file.
+`os.replace`, the manifest last, under a journal (see `publish`): a crash leaves the previous outputs or,
+once the next run has started, the complete new ones; never a half-written file.
 """
 
 import contextlib
@@ -30,6 +31,7 @@ SPLITS_DIR = "splits"
 QUALITY_DIR = "quality"
 REPORT_DIR = "report"
 STAGING_PREFIX = ".staging-"
+JOURNAL_FILE = ".publishing"
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,10 @@ def exclusive_output(out: Path) -> Iterator[None]:
 def new_staging(out: Path) -> Path:
     """A fresh staging folder inside `out` (same file system, so the final moves are atomic renames).
 
-    Staging folders left by a run that was killed are removed first: call this under `exclusive_output`."""
+    Call under `exclusive_output`. A publication that a killed run left half done is completed first (its
+    staged outputs were complete before it began), then staging folders of killed runs are removed."""
+    if (out / JOURNAL_FILE).exists():
+        _complete_publication(out)
     for stale in out.glob(f"{STAGING_PREFIX}*"):
         shutil.rmtree(stale, ignore_errors=True)
     staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
@@ -233,16 +238,39 @@ def write_staged(
 
 
 def publish(staging: Path, out: Path) -> OutputPaths:
-    """Move staged outputs into `out`: folders first, then the summary, the manifest last."""
-    entries = sorted(staging.iterdir(), key=lambda path: (path.is_file(), path.name == MANIFEST_FILE, path.name))
-    for entry in entries:
-        target = out / entry.name
-        if entry.is_dir() and target.exists():
-            retired = out / f"{STAGING_PREFIX}old-{uuid.uuid4().hex[:12]}"
-            os.replace(target, retired)
-            os.replace(entry, target)
-            shutil.rmtree(retired)
-        else:
-            os.replace(entry, target)
-    staging.rmdir()
+    """Move complete staged outputs into `out`, the manifest last.
+
+    A journal naming the staging folder is written first, atomically, and removed last: a run killed in
+    between leaves the journal, and the next run on `out` completes the publication before anything else, so
+    the outputs end up all old (killed before the journal) or all new, never a mix."""
+    journal = out / JOURNAL_FILE
+    pending = out / f"{JOURNAL_FILE}.tmp"
+    pending.write_text(staging.name)
+    os.replace(pending, journal)
+    _complete_publication(out)
     return OutputPaths(out)
+
+
+def interrupted_publication(out: Path) -> bool:
+    """Whether a run was killed while publishing into `out` (the next run completes it)."""
+    return (out / JOURNAL_FILE).exists()
+
+
+def _complete_publication(out: Path) -> None:
+    """Move every entry still in the journal's staging folder into place (idempotent), then drop the journal."""
+    journal = out / JOURNAL_FILE
+    staging = out / journal.read_text().strip()
+    retired = out / f"{STAGING_PREFIX}retired"
+    retired.mkdir(exist_ok=True)
+    remaining = list(staging.iterdir()) if staging.is_dir() else []
+    for entry in sorted(remaining, key=lambda path: (path.is_file(), path.name == MANIFEST_FILE, path.name)):
+        target = out / entry.name
+        if target.exists():
+            old = retired / entry.name
+            if old.is_dir():  # left by an earlier attempt at this same publication
+                shutil.rmtree(old)
+            os.replace(target, old)
+        os.replace(entry, target)
+    journal.unlink()
+    shutil.rmtree(retired, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)

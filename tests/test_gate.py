@@ -46,3 +46,12 @@ def test_a_missing_output_exits_2(tmp_path):
     assert result.returncode == 2 and "manifest.parquet" in result.stderr
     with pytest.raises(DatasetError):
         load_split(tmp_path, "train")
+
+
+def test_an_interrupted_publication_is_not_trusted(curated, tmp_path):
+    _, out, _, _ = curated
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    (copy / ".publishing").write_text(".staging-killed")  # as a run killed while publishing leaves it
+    result = run_gate(copy)
+    assert result.returncode == 2 and "killed while publishing" in result.stderr
