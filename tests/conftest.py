@@ -1,6 +1,12 @@
-"""Shared fixtures. Prefect state goes to a temporary home so tests never touch the user's ~/.prefect."""
+"""Shared fixtures. Prefect state goes to a temporary home so tests never touch the user's ~/.prefect.
 
+The whole suite runs behind a socket guard (tests/netguard): this process and every Python subprocess a test
+starts refuse and record any connection or name lookup beyond this machine, and the session fails if one was
+attempted. So every test is also a proof that fastdup, Prefect and Great Expectations stayed offline."""
+
+import importlib.util
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -9,6 +15,16 @@ _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="curate-tests-prefect-"))
 os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_PREFECT_HOME / "results")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+_GUARD_DIR = Path(__file__).parent / "netguard"
+NETWORK_LOG = _PREFECT_HOME / "network-attempts.log"
+NETWORK_LOG.touch()
+os.environ["CURATE_NETGUARD_LOG"] = str(NETWORK_LOG)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(_GUARD_DIR), str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+).rstrip(os.pathsep)
+_guard_spec = importlib.util.spec_from_file_location("curate_netguard", _GUARD_DIR / "sitecustomize.py")
+_guard_spec.loader.exec_module(importlib.util.module_from_spec(_guard_spec))  # guards this process too
 
 import tasks  # noqa: E402,F401  (switches off telemetry before fastdup or Prefect load)
 
@@ -61,3 +77,11 @@ def curated(demo, tmp_path_factory):
     return status, out, manifest, truth
 
 
+
+
+def pytest_sessionfinish(session, exitstatus):
+    attempts = NETWORK_LOG.read_text().splitlines()
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+    if attempts:
+        print(f"\nnetwork access attempted during the tests ({len(attempts)}):\n" + "\n".join(attempts[:20]))
+        session.exitstatus = 1

@@ -40,3 +40,12 @@ def test_a_whole_run_attempts_no_outbound_connection(tmp_path):
     assert result.returncode in (0, 1), result.stderr[-3000:]
     assert (tmp_path / "out" / "manifest.parquet").is_file()
     assert attempts == [], attempts
+
+
+def test_the_whole_suite_runs_behind_the_guard():
+    """conftest installs the guard in this process and passes it to every Python subprocess."""
+    import socket
+
+    assert socket.socket.connect.__module__ == "curate_netguard"
+    assert socket.getaddrinfo.__module__ == "curate_netguard"
+    assert str(GUARD) in os.environ["PYTHONPATH"].split(os.pathsep)
