@@ -1,6 +1,6 @@
 """The `curate` Prefect flow and its command line: ingest → similarity → verify → classify → expectations → outputs.
 
-    python -m flows.curate [--split NAME=DIR ...] [--out DIR] [--config FILE] [--set KEY=VALUE ...]
+    python -m flows.curate [--split NAME=DIR ...] [--out DIR] [--config FILE] [--set KEY=VALUE ...] [--dry-run]
 
 Exit status: 0 when the quality gate passes, 1 when it fails (all outputs are still written), 2 for a usage,
 configuration or input error (one line on standard error names it), 3 for an internal error (a bug).
@@ -8,6 +8,7 @@ configuration or input error (one line on standard error names it), 3 for an int
 
 # No `from __future__ import annotations` here: Prefect 3.9 cannot resolve pydantic parameter types from strings.
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -30,6 +31,7 @@ from tasks.demo import DEMO_SPLITS, build_demo_dataset
 from tasks.errors import ConfigError, CurateError, DatasetError, GateFailed
 from tasks.expectations import GateResult, run_expectations
 from tasks.ingest import Inventory, find_files, ingest
+from tasks.overrides import read_overrides
 from tasks.outputs import (
     OutputPaths,
     exclusive_output,
@@ -76,9 +78,9 @@ def verify_task(files: pd.DataFrame, similarity: Similarity, config: CurateConfi
 
 @task(name="classify", cache_policy=NO_CACHE)
 def classify_task(
-    files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig
+    files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig, overrides: dict
 ) -> pd.DataFrame:
-    return classify(files, similarity, matches, config)
+    return classify(files, similarity, matches, config, overrides)
 
 
 @task(name="expectations", cache_policy=NO_CACHE)
@@ -134,6 +136,29 @@ def dataset_name(splits: Mapping[str, Path], config: CurateConfig) -> str:
     return common.name or "dataset"
 
 
+def plan(
+    splits: Mapping[str, str] | None, out: str | None, config: CurateConfig
+) -> tuple[dict[str, Path], str, Path]:
+    """The split folders, the dataset's name and the output folder a run would use."""
+    folders = resolve_splits(splits)
+    name = dataset_name(folders, config) if splits else "demo"
+    return folders, name, Path(out).expanduser().resolve() if out else CURATED_DIR / name
+
+
+def dry_run(splits: Mapping[str, str] | None, out: str | None, config: CurateConfig) -> str:
+    """What a run would process: files per split and label, files left out, the output folder, then every path."""
+    folders, name, out_dir = plan(splits, out, config)
+    inventory = find_files(folders, config.extensions)
+    counts = pd.DataFrame(
+        [(found.split, found.label or "(unlabeled)") for found in inventory.images], columns=["split", "label"]
+    ).value_counts(sort=False)
+    lines = [f"dataset {name}: {len(inventory.images)} image files, {len(inventory.ignored)} other files left out",
+             f"output folder: {out_dir}"]
+    lines += [f"  {split:<12} {label:<24} {count:>8}" for (split, label), count in counts.items()]
+    lines += [str(found.path) for found in inventory.images]
+    return "\n".join(lines)
+
+
 def _run_metadata(config: CurateConfig, similarity: Similarity, started: datetime, timings: dict) -> dict:
     versions = {package: metadata.version(package) for package in ("prefect", "great-expectations", "pandas", "pyarrow")}
     return {
@@ -160,9 +185,8 @@ def curate(
 ) -> State:
     """Curate image folders: find duplicates, outliers and quality issues, decide, gate, write the manifest."""
     started = datetime.now(timezone.utc)
-    folders = resolve_splits(splits)
-    name = dataset_name(folders, config) if splits else "demo"
-    out_dir = Path(out).expanduser().resolve() if out else CURATED_DIR / name
+    folders, name, out_dir = plan(splits, out, config)
+    overrides = read_overrides(config.decisions.overrides) if config.decisions.overrides else {}
     with exclusive_output(out_dir):
         staging = new_staging(out_dir)
         timings: dict[str, float] = {}
@@ -172,7 +196,7 @@ def curate(
                               len(files), int(files["valid"].sum()), len(inventory.ignored))
         similarity = _timed(timings, "similarity", similarity_task, files, config, out_dir / ".work")
         matches = _timed(timings, "verify", verify_task, files, similarity, config)
-        manifest = _timed(timings, "classify", classify_task, files, similarity, matches, config)
+        manifest = _timed(timings, "classify", classify_task, files, similarity, matches, config, overrides)
         gate = _timed(timings, "expectations", expectations_task, manifest, config, staging / "quality" / "data_docs")
         bands = {Band.IDENTICAL: config.bands.identical, Band.NEAR_IDENTICAL: config.bands.near_identical,
                  Band.SIMILAR: config.bands.similar}
@@ -221,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(repeatable; default: the demo dataset)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: data/curated/<dataset name>/)")
     parser.add_argument("--config", metavar="FILE", type=Path, help="configuration YAML (default: configs/default.yaml)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list what would be processed (files per split and label, the output folder) and exit")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                         help="override one configuration key, dotted (e.g. quality.dark_z=2.5)")
     return parser
 
@@ -230,12 +256,18 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run the flow, and turn the outcome into an exit status. Never raises for user errors."""
     try:
         args = build_parser().parse_args(argv)
-        config = load_config(args.config, args.overrides)
+        config = load_config(args.config, args.settings)
         splits = dict(parse_split(text) for text in args.split)
         if len(splits) != len(args.split):
             raise ConfigError("--split names must be distinct")
+        # Fail fast, before Prefect starts.
         if splits:
-            resolve_splits(splits)  # fail fast, before Prefect starts
+            resolve_splits(splits)
+        if config.decisions.overrides:
+            read_overrides(config.decisions.overrides)
+        if args.dry_run:
+            print(dry_run(splits or None, args.out, config))
+            return 0
     except _UsageError as error:
         print(f"curate: error: {error}", file=sys.stderr)
         return 2
@@ -260,4 +292,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # the listing was piped into `head`: not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

@@ -8,7 +8,7 @@ verification found to show the same scene (duplicates) or part of it (overlaps).
 Exactly one member of each group is kept, chosen by `KEEP_RULE` (documented in the README).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +18,7 @@ from scipy.sparse.csgraph import connected_components
 
 from tasks.config import CurateConfig
 from tasks.imagestats import robust_z
+from tasks.overrides import apply_overrides
 from tasks.schema import Action, Band, Col, Issue
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, neighbours_by_row
 from tasks.verify import DUPLICATE, MATCH_SCORE, OVERLAP, RELATION, TRANSFORM
@@ -388,12 +389,17 @@ def decide(evidence: Evidence, flags: pd.DataFrame) -> pd.DataFrame:
 
 
 def classify(
-    files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig
+    files: pd.DataFrame,
+    similarity: Similarity,
+    matches: pd.DataFrame,
+    config: CurateConfig,
+    overrides: Mapping[str, Action] | None = None,
 ) -> pd.DataFrame:
-    """The classification stage: the manifest frame, one row per ingested file, in ingest order."""
+    """The classification stage: the manifest frame, one row per ingested file, in ingest order, with a
+    reviewer's `overrides` (path -> keep or drop) applied last."""
     evidence = build_evidence(files, similarity, matches, config)
     flags = detect_issues(evidence)
     manifest = evidence.files.copy()
     manifest[Col.ISSUES] = [[issue for issue, hit in row.items() if hit] for row in flags.to_dict("records")]
     manifest = manifest.join(decide(evidence, flags))
-    return manifest.reset_index(drop=True)
+    return apply_overrides(manifest.reset_index(drop=True), overrides or {})

@@ -151,6 +151,9 @@ class DecisionsConfig(_Section):
         ("test", "val", "valid", "validation"),
         description="Splits whose copy of a duplicate is kept over others, most preferred first.",
     )
+    overrides: Path | None = Field(
+        None, description="A reviewer's CSV (path,action) or YAML (path: action) file of keep/drop decisions."
+    )
 
     @model_validator(mode="after")
     def _disjoint(self) -> "DecisionsConfig":

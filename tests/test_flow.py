@@ -167,3 +167,26 @@ def test_the_run_publishes_prefect_artifacts(curated):
     assert issues and "corrupt" in str(issues[0].data)
     links = [a for a in asyncio.run(artifacts("curate-report")) if a.flow_run_id == run_id]
     assert links and (out / "report" / "index.html").as_uri() in str(links[0].data)
+
+
+def test_later_runs_honour_a_reviewers_overrides(demo, curated, tmp_path):
+    root, truth = demo
+    _, _, manifest, _ = curated
+    reviewed = manifest[manifest[Col.ACTION] == "review"].index[0]
+    kept = manifest[manifest[Col.ACTION] == "keep"].index[0]
+    (tmp_path / "review.yaml").write_text(f'"{reviewed}": keep\n"{kept}": drop\n')
+    out = tmp_path / "out"
+    assert main([*split_args(root), "--out", str(out), "--set", f"decisions.overrides={tmp_path / 'review.yaml'}"]) == 0
+    again = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH)
+    assert again.loc[reviewed, Col.ACTION] == "keep" and again.loc[reviewed, Col.REASON].startswith("reviewer: keep")
+    assert again.loc[kept, Col.ACTION] == "drop" and again.loc[kept, Col.REASON].startswith("reviewer: drop")
+
+
+def test_dry_run_lists_and_writes_nothing(demo, tmp_path):
+    root, truth = demo
+    result = run_cli(*split_args(root), "--out", str(tmp_path / "out"), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"dataset {root.name}: {len(truth)} image files")
+    assert set(truth) <= set(lines)
+    assert not (tmp_path / "out").exists()
