@@ -25,6 +25,7 @@ from PIL import Image
 
 from tasks.config import VerificationConfig
 from tasks.imagestats import SIGNATURE
+from tasks.progress import progress
 from tasks.schema import Col
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, neighbours_by_row
 
@@ -316,7 +317,8 @@ def verify_pairs(pairs: pd.DataFrame, settings: VerificationConfig = Verificatio
     cv2.setNumThreads(1)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            features = dict(zip(paths, pool.map(lambda path: extract_features(path, settings), paths)))
+            extracted = pool.map(lambda path: extract_features(path, settings), paths)
+            features = dict(zip(paths, progress(extracted, "keypoints", len(paths), "image")))
 
             def verify_row(path_a: str, path_b: str) -> Verification:
                 features_a, features_b = features[path_a], features[path_b]
@@ -324,7 +326,8 @@ def verify_pairs(pairs: pd.DataFrame, settings: VerificationConfig = Verificatio
                     return NO_MATCH
                 return verify_pair(features_a, features_b, settings)
 
-            results = list(pool.map(verify_row, pairs["path_a"], pairs["path_b"]))
+            verified = pool.map(verify_row, pairs["path_a"], pairs["path_b"])
+            results = list(progress(verified, "verify", len(pairs), "pair"))
             doubtful = [
                 index
                 for index, result in enumerate(results)
