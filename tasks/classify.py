@@ -24,6 +24,7 @@ from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, neighbours_
 from tasks.verify import DUPLICATE, MATCH_SCORE, OVERLAP, RELATION, TRANSFORM
 
 BAND = "band"
+ENGINE_ERROR = "engine_error"  # why the similarity engine could not read a file Pillow decodes (evidence only)
 
 KEEP_RULE = (
     "within a duplicate group keep, in order of preference: a file without a dropped quality issue; "
@@ -146,6 +147,7 @@ def build_evidence(
 ) -> Evidence:
     """Join ingest rows with nearest neighbours, verified matches, pair bands, clusters and duplicate groups."""
     frame = files.set_index(Col.ROW, drop=False).sort_index()
+    frame[ENGINE_ERROR] = pd.Series(similarity.unanalysed, dtype="string").reindex(frame.index)
 
     pairs = similarity.pairs.copy()
     pairs[BAND] = band_of(pairs[SIMILARITY], config)
@@ -376,7 +378,11 @@ def decide(evidence: Evidence, flags: pd.DataFrame) -> pd.DataFrame:
             "review: " + _issue_text(flags, decisions.review),
             "kept copy of duplicate group " + files[Col.DUP_GROUP].astype("string").fillna(""),
         ],
-        default="no issue",
+        default=np.where(
+            files[ENGINE_ERROR].notna(),
+            "no issue found, but similarity could not analyse it (" + files[ENGINE_ERROR].fillna("") + ")",
+            "no issue",
+        ),
     )
     return pd.DataFrame(
         {

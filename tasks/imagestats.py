@@ -22,11 +22,22 @@ from tasks.schema import Col
 MAX_SIDE = 512
 
 
+def eight_bit(image: Image.Image) -> Image.Image:
+    """`image` with 8-bit grey levels when it has 16-bit ones (modes I;16, I;16B, ...), else `image` itself.
+
+    Pillow's convert() clips 16-bit levels at 255 instead of scaling them, so every 16-bit image would look
+    white: measures and signatures must see 0..65535 scaled to 0..255."""
+    if not image.mode.startswith("I;16"):
+        return image
+    levels = np.asarray(image).astype(np.float32) / 257.0
+    return Image.fromarray(levels.round().astype(np.uint8))
+
+
 def measure(image: Image.Image) -> dict[str, float]:
     """Brightness, contrast, blur, sharpness and black level of a decoded image."""
     import cv2  # OpenCV ships with fastdup; imported here so the module imports cheaply
 
-    grey = image.convert("L")
+    grey = eight_bit(image).convert("L")
     if max(grey.size) > MAX_SIDE:
         grey.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
     pixels = np.asarray(grey, dtype=np.float32)
@@ -52,7 +63,7 @@ def colour_signature(image: Image.Image) -> np.ndarray:
     original: it finds verification candidates that a rotation-sensitive embedding ranks too low."""
     import cv2
 
-    small = np.asarray(image.convert("RGB").resize((64, 64), Image.Resampling.BOX))
+    small = np.asarray(eight_bit(image).convert("RGB").resize((64, 64), Image.Resampling.BOX))
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(SIGNATURE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
     return np.sqrt(histogram / max(float(histogram.sum()), 1.0)).astype(np.float32)

@@ -6,7 +6,7 @@ A file that cannot be read is data, not an exception: it becomes a row with `val
 import hashlib
 import io
 import os
-import warnings
+import stat
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +16,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from tasks.errors import DatasetError
+from tasks.progress import progress
 from tasks.imagestats import SIGNATURE, colour_signature, measure
 from tasks.schema import Col
 
@@ -73,6 +74,32 @@ def printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+# File kinds by the first letter of `stat.filemode`, for the error of a file that is not a regular file.
+_FILE_KINDS = {"p": "a FIFO", "s": "a socket", "c": "a character device", "b": "a block device"}
+
+
+def _decode(data: bytes) -> dict[str, object]:
+    """Fully decode image bytes once and measure them; raises when they are not one complete, intact image."""
+    with Image.open(io.BytesIO(data)) as image:  # reads the header only
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and image.width * image.height > limit:
+            # Pillow itself refuses only twice its limit and merely warns below that; a warning filter cannot turn
+            # the warning into an error here, as filters are process-wide and ingest decodes in threads.
+            raise Image.DecompressionBombError(
+                f"Image size ({image.width * image.height} pixels) exceeds limit of {limit} pixels, could be a "
+                "decompression bomb"
+            )
+        image.load()  # a full decode: a truncated file fails here, not at open()
+        decoded: dict[str, object] = {Col.WIDTH: image.width, Col.HEIGHT: image.height, Col.FORMAT: image.format}
+        decoded.update(measure(image))
+        decoded[SIGNATURE] = colour_signature(image)
+    with Image.open(io.BytesIO(data)) as image:
+        # Pillow decodes a PNG whose data chunks fail their CRC, but libpng (OpenCV, fastdup) refuses it; verify()
+        # checks every chunk, so a damaged file is corrupt for every reader rather than only for some.
+        image.verify()
+    return decoded
+
+
 def inspect_file(path: Path) -> dict[str, object]:
     """Hash a file, fully decode it once and measure it; never raises for a bad file."""
     record: dict[str, object] = {Col.VALID: False}
@@ -81,6 +108,12 @@ def inspect_file(path: Path) -> dict[str, object]:
         record[Col.ERROR] = "file name is not valid UTF-8 (shown with \\x escapes): rename the file"
         return record
     try:
+        mode = path.stat().st_mode  # follows a symbolic link: a link to an image is curated like the image
+        if not stat.S_ISREG(mode):
+            # Never opened: reading a FIFO blocks until some writer appears, and a device may never end.
+            kind = _FILE_KINDS.get(stat.filemode(mode)[0], "an unusual file")
+            record[Col.ERROR] = f"not a regular file ({kind}): not opened"
+            return record
         data = path.read_bytes()
     except OSError as error:
         record[Col.ERROR] = f"cannot read file: {error.strerror or error}"
@@ -91,22 +124,17 @@ def inspect_file(path: Path) -> dict[str, object]:
         record[Col.ERROR] = "empty file (0 bytes)"
         return record
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (rather than raises) on moderately large images; make every warning a decode error
-            # so a decompression bomb is reported, not silently expanded in memory.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()  # a full decode: a truncated file fails here, not at open()
-                record[Col.WIDTH], record[Col.HEIGHT] = image.size
-                record[Col.FORMAT] = image.format
-                record.update(measure(image))
-                record[SIGNATURE] = colour_signature(image)
+        decoded = _decode(data)
     except UnidentifiedImageError:
         record[Col.ERROR] = "not an image in a format Pillow can read"
+        return record
+    except Image.DecompressionBombError as error:
+        record[Col.ERROR] = f"too many pixels to decode safely: {error}"
         return record
     except Exception as error:  # noqa: BLE001 - any decoder failure means the file is unreadable
         record[Col.ERROR] = f"cannot decode image: {error}"
         return record
+    record.update(decoded)
     record[Col.VALID] = True
     return record
 
@@ -117,7 +145,8 @@ def ingest(inventory: Inventory, workers: int | None = None) -> pd.DataFrame:
     colour signature per readable image (column `tasks.imagestats.SIGNATURE`, not part of the manifest)."""
     # Hashing and decoding release the GIL in C, so threads overlap I/O and decoding.
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        records = list(pool.map(inspect_file, (found.path for found in inventory.images)))
+        found = (found.path for found in inventory.images)
+        records = list(progress(pool.map(inspect_file, found), "ingest", len(inventory.images), "file"))
     frame = pd.DataFrame.from_records(records)
     frame.insert(0, Col.ROW, range(len(inventory.images)))
     frame.insert(1, Col.PATH, [printable(str(found.path)) for found in inventory.images])

@@ -24,7 +24,7 @@ import pandas as pd
 from PIL import Image
 
 from tasks.config import VerificationConfig
-from tasks.imagestats import SIGNATURE
+from tasks.imagestats import SIGNATURE, eight_bit
 from tasks.progress import progress
 from tasks.schema import Col
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, neighbours_by_row
@@ -93,7 +93,7 @@ def _load_working_gray(path: str, max_side: int) -> tuple[np.ndarray, float] | N
             original_width = image.width
             # draft() lets the JPEG decoder skip detail via DCT scaling: a large photo decodes several times faster.
             image.draft("L", (max_side, max_side))
-            gray = np.asarray(image.convert("L"))
+            gray = np.asarray(eight_bit(image).convert("L"))
     except _UNREADABLE_ERRORS:
         return None
     if gray.ndim != 2 or min(gray.shape) < 1:

@@ -177,3 +177,11 @@ def test_smooth_or_dim_scenes_are_not_blurry_but_a_blurred_one_is(tmp_path):
     manifest = by_path(classify(files, make_similarity([]), NO_MATCHES, CurateConfig()))
     flagged = {Path(path).name for path, row in manifest.items() if Issue.BLURRY in row[Col.ISSUES]}
     assert flagged == {"blurred.jpg"}
+
+
+def test_a_file_the_engine_could_not_read_says_so():
+    files = make_files([{Col.PATH: f"/d/{i}.gif", Col.SPLIT: "train"} for i in range(2)])
+    similarity = Similarity(pairs=empty_pairs(), engine="test", skipped=None, unanalysed={0: "ERROR_CORRUPT_IMAGE"})
+    manifest = by_path(classify(files, similarity, NO_MATCHES, CurateConfig()))
+    assert manifest["/d/0.gif"][Col.REASON] == "no issue found, but similarity could not analyse it (ERROR_CORRUPT_IMAGE)"
+    assert manifest["/d/1.gif"][Col.REASON] == "no issue"

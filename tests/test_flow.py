@@ -190,3 +190,12 @@ def test_dry_run_lists_and_writes_nothing(demo, tmp_path):
     assert lines[0].startswith(f"dataset {root.name}: {len(truth)} image files")
     assert set(truth) <= set(lines)
     assert not (tmp_path / "out").exists()
+
+
+def test_no_images_anywhere_exits_2_before_anything_is_written(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("--split", f"train={tmp_path / 'empty'}", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"curate: error: no image files found in train={tmp_path / 'empty'}"
+    ]
+    assert not (tmp_path / "out").exists()
