@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-quality clean
+.PHONY: demo test chromium bench-quality clean
 
 # The venv is rebuilt when a requirements file changes. requirements.lock pins every transitive package.
 $(STAMP): requirements.txt requirements-dev.txt requirements.lock
@@ -17,8 +17,15 @@ $(STAMP): requirements.txt requirements-dev.txt requirements.lock
 demo: $(STAMP)
 	$(PY) -m flows.curate
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest
+
+# The report's browser test needs Debian's chromium. Installed once when run as root; a no-op when present.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "make: /usr/bin/chromium missing; install it with: sudo apt-get install -y chromium (the report's browser test is skipped without it)"; fi
 
 # The benchmark needs RSSCN7 in ../shared/data/rsscn7 and two bench-only packages (they ship its out-of-domain photos).
 bench-quality: $(STAMP)

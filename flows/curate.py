@@ -42,7 +42,7 @@ from tasks.outputs import (
     write_staged,
 )
 from tasks.schema import Band
-from tasks.similarity import Similarity, compute_similarity
+from tasks.similarity import SIMILARITY, Similarity, compute_similarity
 from tasks.verify import verify_candidates
 
 DEMO_DIR = ROOT / "data" / "demo"
@@ -90,9 +90,19 @@ def expectations_task(manifest: pd.DataFrame, config: CurateConfig, docs_dir: Pa
 
 @task(name="write-outputs", cache_policy=NO_CACHE)
 def write_outputs_task(
-    staging: Path, out: Path, manifest: pd.DataFrame, summary: dict, gate: GateResult, run_metadata: dict, title: str
+    staging: Path,
+    out: Path,
+    manifest: pd.DataFrame,
+    summary: dict,
+    gate: GateResult,
+    run_metadata: dict,
+    title: str,
+    similarity: Similarity,
+    bands: dict[Band, float],
 ) -> OutputPaths:
-    write_staged(staging, manifest, summary, gate, run_metadata, title)
+    write_staged(
+        staging, manifest, summary, gate, run_metadata, title, similarity.pairs[SIMILARITY].to_numpy(), bands
+    )
     return publish(staging, out)
 
 
@@ -187,10 +197,10 @@ def curate(
     started = datetime.now(timezone.utc)
     folders, name, out_dir = plan(splits, out, config)
     overrides = read_overrides(config.decisions.overrides) if config.decisions.overrides else {}
+    inventory = find_files(folders, config.extensions)  # before the output folder is touched: no images, no run
     with exclusive_output(out_dir):
         staging = new_staging(out_dir)
         timings: dict[str, float] = {}
-        inventory = find_files(folders, config.extensions)
         files = _timed(timings, "ingest", ingest_task, inventory)
         get_run_logger().info("ingest: %d files, %d readable, %d non-image files ignored",
                               len(files), int(files["valid"].sum()), len(inventory.ignored))
@@ -198,12 +208,12 @@ def curate(
         matches = _timed(timings, "verify", verify_task, files, similarity, config)
         manifest = _timed(timings, "classify", classify_task, files, similarity, matches, config, overrides)
         gate = _timed(timings, "expectations", expectations_task, manifest, config, staging / "quality" / "data_docs")
-        bands = {Band.IDENTICAL: config.bands.identical, Band.NEAR_IDENTICAL: config.bands.near_identical,
-                 Band.SIMILAR: config.bands.similar}
+        bands = config.bands.thresholds()
         summary = summarize(manifest, similarity, bands, [str(p) for p in inventory.ignored], gate)
         title = f"Curate report: {name}"
         paths = write_outputs_task(
-            staging, out_dir, manifest, summary, gate, _run_metadata(config, similarity, started, timings), title
+            staging, out_dir, manifest, summary, gate, _run_metadata(config, similarity, started, timings), title,
+            similarity, bands,
         )
     publish_artifacts_task(summary, paths, title)
     if not gate.success:
@@ -260,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         splits = dict(parse_split(text) for text in args.split)
         if len(splits) != len(args.split):
             raise ConfigError("--split names must be distinct")
-        # Fail fast, before Prefect starts.
+        # Fail fast, before Prefect starts: the walk is repeated by the flow, a small price for a one-line error.
         if splits:
-            resolve_splits(splits)
+            find_files(resolve_splits(splits), config.extensions)
         if config.decisions.overrides:
             read_overrides(config.decisions.overrides)
         if args.dry_run:

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.errors import ConfigError
-from tasks.schema import Issue
+from tasks.schema import Band, Issue
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_FILE = ROOT / "configs" / "default.yaml"
@@ -109,6 +109,9 @@ class BandsConfig(_Section):
     identical: float = Field(0.990, gt=0.0, le=1.0)
     near_identical: float = Field(0.980, gt=0.0, le=1.0)
     similar: float = Field(0.900, gt=0.0, le=1.0)
+
+    def thresholds(self) -> dict[Band, float]:
+        return {Band.IDENTICAL: self.identical, Band.NEAR_IDENTICAL: self.near_identical, Band.SIMILAR: self.similar}
 
     @model_validator(mode="after")
     def _ordered(self) -> "BandsConfig":

@@ -7,7 +7,6 @@ once the next run has started, the complete new ones; never a half-written file.
 
 import contextlib
 import fcntl
-import html
 import json
 import os
 import shutil
@@ -17,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from tasks.errors import OutputError
 from tasks.expectations import GateResult
+from tasks.report import write_report
 from tasks.schema import Action, Band, Col, Issue, to_table
 from tasks.similarity import SIMILARITY, Similarity
 
@@ -133,48 +134,6 @@ def summary_markdown(summary: dict[str, Any], title: str, out: Path) -> str:
     return "\n".join(lines)
 
 
-def _render_report(summary: dict[str, Any], title: str) -> str:
-    """A static, self-contained HTML page with the summary tables; every value is HTML-escaped."""
-
-    def table(caption: str, rows: dict[str, dict[str, Any]], unit: str) -> str:
-        body = "".join(
-            f"<tr><td>{html.escape(name)}</td><td>{value['count']:,}</td><td>{value['of']:,}</td>"
-            f"<td>{value['share']:.2%}</td></tr>"
-            for name, value in rows.items()
-        )
-        return (
-            f"<h2>{html.escape(caption)}</h2><table><thead><tr><th>{html.escape(unit)}</th><th>count</th>"
-            f"<th>out of</th><th>share</th></tr></thead><tbody>{body}</tbody></table>"
-        )
-
-    pairs = {name: value for name, value in summary["pairs"].items() if isinstance(value, dict)}
-    gate = summary["gate"]
-    gate_rows = "".join(
-        f"<tr class=\"{'pass' if item['success'] else 'fail'}\"><td>{html.escape(item['name'])}</td>"
-        f"<td>{html.escape(item['description'])}</td><td>{'pass' if item['success'] else 'FAIL'}</td>"
-        f"<td>{html.escape(json.dumps(item['observed'], default=str))}</td></tr>"
-        for item in gate["expectations"]
-    )
-    style = (
-        "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}"
-        "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}th{background:#f3f3f3}"
-        ".fail td{background:#fde8e8}.pass td:nth-child(3){color:#176317}"
-    )
-    verdict = "passed" if gate["success"] else "FAILED"
-    return (
-        f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>{summary['files']:,} files, {summary['readable']:,} readable; "
-        f"{summary['duplicate_groups']:,} duplicate groups; quality gate <strong>{verdict}</strong>.</p>"
-        + table("Images by issue", summary["issues"], "issue")
-        + table("Images by action", summary["actions"], "action")
-        + table("Distinct image pairs by similarity band", pairs, "band")
-        + f"<p>{html.escape(summary['pairs']['note'])}.</p>"
-        + "<h2>Quality gate</h2><table><thead><tr><th>expectation</th><th>meaning</th><th>result</th>"
-        f"<th>observed</th></tr></thead><tbody>{gate_rows}</tbody></table></body></html>"
-    )
-
-
 LOCK_FILE = ".curate.lock"
 
 
@@ -221,8 +180,13 @@ def write_staged(
     gate: GateResult,
     metadata: dict[str, Any],
     title: str,
+    pair_similarities: np.ndarray,
+    bands: dict[Band, float],
 ) -> None:
-    """Write every output file into the staging folder (the Data Docs are already in `staging/quality`)."""
+    """Write every output file into the staging folder (the Data Docs are already in `staging/quality`).
+
+    `pair_similarities` (each neighbour pair's similarity) and `bands` (the configured thresholds) feed the
+    report's histogram."""
     staged = OutputPaths(staging)
     pq.write_table(to_table(manifest, metadata), staged.manifest)
     (staging / SPLITS_DIR).mkdir()
@@ -233,8 +197,7 @@ def write_staged(
     (staged.quality / "expectations.json").write_text(json.dumps(gate.to_json(), indent=2, default=str))
     (staged.quality / "validation_result.json").write_text(json.dumps(gate.raw, indent=2, default=str))
     staged.summary.write_text(json.dumps(summary, indent=2, default=str))
-    staged.report.parent.mkdir()
-    staged.report.write_text(_render_report(summary, title), encoding="utf-8")
+    write_report(staged.report.parent, manifest, summary, pair_similarities, bands, title)
 
 
 def publish(staging: Path, out: Path) -> OutputPaths:

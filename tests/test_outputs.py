@@ -12,7 +12,7 @@ from tasks.schema import MANIFEST_COLUMNS, Band, Col, read_metadata
 from tasks.verify import DUPLICATE
 from tests.test_classify import make_files, make_matches, make_similarity
 
-BANDS = {Band.IDENTICAL: 0.99, Band.NEAR_IDENTICAL: 0.98, Band.SIMILAR: 0.9}
+BANDS = CurateConfig().bands.thresholds()
 PASSED = GateResult(success=True, outcomes=[], raw={})
 
 
@@ -42,7 +42,8 @@ def test_outputs_are_staged_then_published(tmp_path, curated):
     for run in range(2):  # the second run replaces the first's outputs
         staging = new_staging(out)
         summary = summarize(manifest, similarity, BANDS, [], PASSED)
-        write_staged(staging, manifest, summary, PASSED, {"run": run}, "t")
+        similarities = similarity.pairs["similarity"].to_numpy()
+        write_staged(staging, manifest, summary, PASSED, {"run": run}, "t", similarities, BANDS)
         publish(staging, out)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.parquet", "quality", "report", "splits", "summary.json"]
     table = pq.read_table(out / "manifest.parquet")
