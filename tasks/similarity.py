@@ -13,12 +13,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 import numpy as np
 import pandas as pd
 
 from tasks.config import SimilarityConfig
+from tasks.progress import follow_percentages
 from tasks.schema import Col
 
 PAIR_A, PAIR_B, SIMILARITY = "row_a", "row_b", "similarity"
@@ -44,16 +45,17 @@ class SimilarityEngine(Protocol):
 
 
 @contextlib.contextmanager
-def _output_to(log_path: Path) -> Iterator[None]:
-    """Send the process's stdout and stderr (file descriptors, as fastdup's C++ core prints there) to a log."""
+def _output_to(log_path: Path) -> Iterator[TextIO]:
+    """Send the process's stdout and stderr (file descriptors, as fastdup's C++ core prints there) to a log;
+    yield a stream on the original standard error, for a progress bar a person can still see."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     saved = [os.dup(1), os.dup(2)]
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab") as log, os.fdopen(os.dup(saved[1]), "w") as terminal:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            yield
+            yield terminal
         finally:
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
@@ -89,7 +91,8 @@ class FastdupEngine:
             link.symlink_to(image)
             staged.append(str(link))
         fd_dir = work_dir / "fastdup"
-        with _output_to(work_dir / "fastdup.log"):
+        log = work_dir / "fastdup.log"
+        with _output_to(log) as terminal, follow_percentages(log, "embedding", terminal):
             dataset = fastdup.create(work_dir=str(fd_dir), input_dir=staged)
             status = dataset.run(
                 overwrite=True,
@@ -100,7 +103,7 @@ class FastdupEngine:
                 verbose=False,
             )
             if status != 0:
-                raise RuntimeError(f"fastdup run failed with status {status}; see {work_dir / 'fastdup.log'}")
+                raise RuntimeError(f"fastdup run failed with status {status}; see {log}")
             edges = dataset.similarity()
             invalid = dataset.invalid_instances()
         names, embeddings = fastdup.load_binary_feature(str(fd_dir / "atrain_features.dat"))
