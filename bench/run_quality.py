@@ -25,8 +25,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from bench.baseline import SEED_THRESHOLDS, SUMMARY_DEFAULTS, baseline_manifest, run_fastdup
-from bench.dataset import (DEFAULT_RSSCN7, DEFAULT_WORK, SPLITS, TRANSFORMS, BenchConfig, build_dataset,
-                           composition, load_truth)
+from bench.dataset import (
+    DEFAULT_RSSCN7,
+    DEFAULT_WORK,
+    SPLITS,
+    TRANSFORMS,
+    BenchConfig,
+    build_dataset,
+    composition,
+    load_truth,
+)
 from bench.score import ISSUE_TRUTH, score_manifest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,7 +31,6 @@ from tasks.demo import DEMO_SPLITS, build_demo_dataset
 from tasks.errors import ConfigError, CurateError, DatasetError, GateFailed
 from tasks.expectations import GateResult, run_expectations
 from tasks.ingest import Inventory, find_files, ingest
-from tasks.overrides import read_overrides
 from tasks.outputs import (
     OutputPaths,
     exclusive_output,
@@ -41,6 +40,7 @@ from tasks.outputs import (
     summary_markdown,
     write_staged,
 )
+from tasks.overrides import read_overrides
 from tasks.schema import Band
 from tasks.similarity import SIMILARITY, Similarity, compute_similarity
 from tasks.verify import verify_candidates

@@ -16,8 +16,8 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from itertools import count, cycle
 from io import BytesIO
+from itertools import count, cycle
 from pathlib import Path
 from typing import Final
 

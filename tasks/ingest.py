@@ -16,8 +16,8 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from tasks.errors import DatasetError
-from tasks.progress import progress
 from tasks.imagestats import SIGNATURE, colour_signature, measure
+from tasks.progress import progress
 from tasks.schema import Col
 
 

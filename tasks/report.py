@@ -428,7 +428,7 @@ def write_report(
         pages = paginate(gallery.items, limits)
         sections.append(_gallery_html(gallery, pages, 1, limits, thumbs))
         for number in range(2, len(pages) + 1):
-            body = (f'<p><a href="index.html">← back to the report</a></p>'
+            body = ('<p><a href="index.html">← back to the report</a></p>'
                     + _gallery_html(gallery, pages, number, limits, thumbs))
             (folder / _page_name(gallery.key, number)).write_text(
                 _page(f"{title}: {gallery.heading}, page {number}", body), encoding="utf-8")

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.score import (clean_keep_share, duplicate_scores, group_ids, issue_scores, leak_scores,
-                         predicted_pairs, score_manifest)
+from bench.score import (
+    clean_keep_share,
+    duplicate_scores,
+    group_ids,
+    issue_scores,
+    leak_scores,
+    predicted_pairs,
+    score_manifest,
+)
 
 
 def _files() -> pd.DataFrame:

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.curate import main
-from tests.conftest import split_args
 from tasks.demo import NEAR_COPY_KINDS
 from tasks.schema import MANIFEST_COLUMNS, Col, read_metadata
+from tests.conftest import split_args
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT_COLUMNS = (
