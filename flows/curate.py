@@ -136,12 +136,8 @@ def dataset_name(splits: Mapping[str, Path], config: CurateConfig) -> str:
     """The configured name, else the name of the folder that holds the split folders."""
     if config.dataset_name:
         return config.dataset_name
-    folders = [Path(folder) for folder in splits.values()]
-    common = Path(*Path(folders[0]).parts[: min(len(f.parts) for f in folders)])
-    for folder in folders:
-        while not folder.is_relative_to(common):
-            common = common.parent
-    if len(folders) == 1:
+    common = Path(os.path.commonpath([str(folder) for folder in splits.values()]))
+    if len(splits) == 1:  # a lone split folder is named after its split; its parent names the dataset
         common = common.parent
     return common.name or "dataset"
 

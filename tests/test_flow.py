@@ -199,3 +199,15 @@ def test_no_images_anywhere_exits_2_before_anything_is_written(tmp_path):
         f"curate: error: no image files found in train={tmp_path / 'empty'}"
     ]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("folders, expected", [
+    ({"train": "/data/sat/train", "val": "/data/sat/val"}, "sat"),
+    ({"train": "/data/sat/2024/train", "val": "/data/sat/val"}, "sat"),
+    ({"train": "/data/sat/train"}, "sat"),
+])
+def test_the_dataset_is_named_after_the_folder_holding_its_splits(folders, expected):
+    from flows.curate import dataset_name
+    from tasks.config import CurateConfig
+
+    assert dataset_name({name: Path(folder) for name, folder in folders.items()}, CurateConfig()) == expected
