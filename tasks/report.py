@@ -257,7 +257,9 @@ def _svg(width: int, height: int, label: str, body: str) -> str:
 
 def similarity_histogram(similarities: np.ndarray, bands: dict[Band, float], bins: int = 50) -> str:
     """Histogram of pair similarities (log count axis: the high bands are rare) with each band threshold marked."""
-    width, height, left, bottom, top = 760, 260, 50, 40, 20
+    # The threshold labels get their own rows above the bars, which near the thresholds are often tall.
+    width, left, bottom, top = 760, 50, 40, 14 * len(bands) + 10
+    height = 240 + top
     values = np.asarray(similarities, dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -278,8 +280,8 @@ def similarity_histogram(similarities: np.ndarray, bands: dict[Band, float], bin
                      f' height="{bar:.1f}" fill="#4a78b5"><title>{start:.3f}–{end:.3f}: {int(count):,} pairs</title></rect>')
     for i, (band, threshold) in enumerate(sorted(bands.items(), key=lambda item: item[1])):
         px = x(threshold)
-        parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top}" y2="{top + plot_h}" stroke="#c0392b" '
-                     f'stroke-dasharray="4 3"/><text x="{px - 3:.1f}" y="{top + 12 + 14 * i}" text-anchor="end" '
+        parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{12 + 14 * i}" y2="{top + plot_h}" stroke="#c0392b" '
+                     f'stroke-dasharray="4 3"/><text x="{px - 3:.1f}" y="{12 + 14 * i}" text-anchor="end" '
                      f'font-size="11" fill="#c0392b">{_e(Band(band).value)} &gt; {threshold:g}</text>')
     for tick in np.linspace(low, high, 6):
         parts.append(f'<text x="{x(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle" font-size="11">'
