@@ -72,12 +72,15 @@ def test_a_whole_run_killed_midway_leaves_the_previous_outputs(demo, curated, tm
     before = (out / "manifest.parquet").read_bytes()
     args = [sys.executable, "-m", "flows.curate",
             *[a for s in ("train", "val", "unlabeled") for a in ("--split", f"{s}={root / s}")], "--out", str(out)]
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own process group, so the kill also takes the temporary Prefect server it starts (as a supervisor
+    # killing a pipeline would); a killed run must not leave an orphan server behind.
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(out.glob(".staging-*")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1.0)  # into ingest or fastdup
-    os.kill(process.pid, signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     if not interrupted_publication(out):
         assert (out / "manifest.parquet").read_bytes() == before
