@@ -68,7 +68,8 @@ def ingest_task(inventory: Inventory) -> pd.DataFrame:
 
 @task(name="similarity", cache_policy=NO_CACHE)
 def similarity_task(files: pd.DataFrame, config: CurateConfig, work_dir: Path) -> Similarity:
-    return compute_similarity(files, config.similarity, work_dir)
+    cache_dir = config.similarity.cache_dir
+    return compute_similarity(files, config.similarity, work_dir, cache_dir=ROOT / cache_dir if cache_dir else None)
 
 
 @task(name="verify", cache_policy=NO_CACHE)
@@ -201,6 +202,8 @@ def curate(
         get_run_logger().info("ingest: %d files, %d readable, %d non-image files ignored",
                               len(files), int(files["valid"].sum()), len(inventory.ignored))
         similarity = _timed(timings, "similarity", similarity_task, files, config, out_dir / ".work")
+        get_run_logger().info("similarity: %d images embedded, the others' vectors reused from the cache",
+                              similarity.embedded)
         matches = _timed(timings, "verify", verify_task, files, similarity, config)
         manifest = _timed(timings, "classify", classify_task, files, similarity, matches, config, overrides)
         gate = _timed(timings, "expectations", expectations_task, manifest, config, staging / "quality" / "data_docs")

@@ -34,6 +34,11 @@ class SimilarityConfig(_Section):
     min_images: int = Field(
         10, ge=2, description="fastdup needs at least this many readable images; fewer skips similarity."
     )
+    cache_dir: Path | None = Field(
+        Path("data/cache"),
+        description="Embeddings cached by content (sha256) and engine version; relative to the project folder; "
+        "null: no cache.",
+    )
 
 
 class VerificationConfig(_Section):

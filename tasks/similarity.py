@@ -18,6 +18,7 @@ from typing import Protocol, TextIO
 import numpy as np
 import pandas as pd
 
+from tasks.cache import EmbeddingCache
 from tasks.config import SimilarityConfig
 from tasks.progress import follow_percentages
 from tasks.schema import Col
@@ -26,22 +27,27 @@ PAIR_A, PAIR_B, SIMILARITY = "row_a", "row_b", "similarity"
 
 
 @dataclass(frozen=True)
-class EngineOutput:
-    """What an engine returns, indexed by image position (0..n-1) in its input list."""
+class Embedded:
+    """An engine's vectors for the images it could read, by position (0..n-1) in the list it was given."""
 
-    embeddings: np.ndarray  # n x d float32
-    neighbours: pd.DataFrame  # directed kNN edges: source, target, similarity (cosine, higher = more alike)
+    positions: np.ndarray  # int64, the positions that got a vector
+    vectors: np.ndarray  # len(positions) x d float32
     failed: dict[int, str]  # positions the engine could not read, with its reason
 
 
 class SimilarityEngine(Protocol):
-    """An embedding and nearest-neighbour engine; fastdup is one."""
+    """An embedding and nearest-neighbour engine; fastdup is one. Embedding is the expensive half, so it is
+    asked only for images whose vectors are not cached; the search always covers all vectors."""
 
     name: str
 
     def version(self) -> str: ...
 
-    def analyse(self, images: Sequence[Path], settings: SimilarityConfig, work_dir: Path) -> EngineOutput: ...
+    def embed(self, images: Sequence[Path], work_dir: Path) -> Embedded: ...
+
+    def neighbours(self, vectors: np.ndarray, settings: SimilarityConfig, work_dir: Path) -> pd.DataFrame:
+        """Directed kNN edges between vector indexes: source, target, similarity (cosine, higher = more alike)."""
+        ...
 
 
 @contextlib.contextmanager
@@ -66,7 +72,7 @@ def _output_to(log_path: Path) -> Iterator[TextIO]:
 
 
 class FastdupEngine:
-    """fastdup's bundled offline model (d=576): features and the kNN graph in one run.
+    """fastdup's bundled offline model (d=576): features for a list of files, and the kNN graph over vectors.
 
     fastdup also computes image statistics, but Curate measures its own while ingest decodes each image (one
     decode, the same numbers for every file, and measures normalised for content: see `tasks.imagestats`)."""
@@ -76,7 +82,7 @@ class FastdupEngine:
     def version(self) -> str:
         return metadata.version("fastdup")
 
-    def analyse(self, images: Sequence[Path], settings: SimilarityConfig, work_dir: Path) -> EngineOutput:
+    def embed(self, images: Sequence[Path], work_dir: Path) -> Embedded:
         import fastdup  # imported late: it is slow to import and sets process-wide options
 
         if work_dir.exists():
@@ -90,38 +96,50 @@ class FastdupEngine:
             link = staging / f"{position:09d}{image.suffix.lower()}"
             link.symlink_to(image)
             staged.append(str(link))
-        fd_dir = work_dir / "fastdup"
         log = work_dir / "fastdup.log"
         with _output_to(log) as terminal, follow_percentages(log, "embedding", terminal):
-            dataset = fastdup.create(work_dir=str(fd_dir), input_dir=staged)
+            dataset = fastdup.create(work_dir=str(work_dir / "fastdup"), input_dir=staged)
+            status = dataset.run(overwrite=True, run_sentry=False, run_mode=1, verbose=False)  # features only
+            if status != 0:
+                raise RuntimeError(f"fastdup feature extraction failed with status {status}; see {log}")
+            invalid = dataset.invalid_instances()
+        names, vectors = fastdup.load_binary_feature(str(work_dir / "fastdup" / "atrain_features.dat"))
+        failed = {
+            int(position): str(code)
+            for position, code in zip(_positions(invalid["filename"]), invalid["error_code"], strict=True)
+        }
+        return Embedded(positions=_positions(pd.Series(names)), vectors=np.asarray(vectors, np.float32), failed=failed)
+
+    def neighbours(self, vectors: np.ndarray, settings: SimilarityConfig, work_dir: Path) -> pd.DataFrame:
+        import fastdup
+
+        if work_dir.exists():
+            shutil.rmtree(work_dir)
+        work_dir.parent.mkdir(parents=True, exist_ok=True)
+        # fastdup wants a unique absolute file name per vector; the files need not exist.
+        names = pd.DataFrame({"filename": [str(work_dir / "vectors" / f"{i:09d}.jpg") for i in range(len(vectors))]})
+        with _output_to(work_dir.with_suffix(".log")):
+            dataset = fastdup.create(work_dir=str(work_dir))
             status = dataset.run(
                 overwrite=True,
                 run_sentry=False,
+                annotations=names,
+                embeddings=np.ascontiguousarray(vectors, dtype=np.float32),
                 nearest_neighbors_k=settings.nearest_neighbors,
                 threshold=0.0,  # keep all k neighbours: every image gets a nearest neighbour and outliers show
                 cc_threshold=settings.cluster_similarity,
                 verbose=False,
             )
             if status != 0:
-                raise RuntimeError(f"fastdup run failed with status {status}; see {log}")
+                raise RuntimeError(f"fastdup neighbour search failed with status {status}")
             edges = dataset.similarity()
-            invalid = dataset.invalid_instances()
-        names, embeddings = fastdup.load_binary_feature(str(fd_dir / "atrain_features.dat"))
-
-        neighbours = pd.DataFrame(
+        return pd.DataFrame(
             {
                 "source": _positions(edges["filename_from"]),
                 "target": _positions(edges["filename_to"]),
                 SIMILARITY: edges["distance"].astype("float64"),  # fastdup's "distance" is cosine similarity
             }
         )
-        ordered = np.zeros((len(images), embeddings.shape[1]), dtype=np.float32)
-        ordered[_positions(pd.Series(names))] = embeddings
-        failed = {
-            int(position): str(code)
-            for position, code in zip(_positions(invalid["filename"]), invalid["error_code"], strict=True)
-        }
-        return EngineOutput(embeddings=ordered, neighbours=neighbours, failed=failed)
 
 
 def _positions(filenames: pd.Series) -> np.ndarray:
@@ -137,6 +155,7 @@ class Similarity:
     engine: str  # name and version
     skipped: str | None  # why similarity was not computed, if it was not
     unanalysed: dict[int, str]  # rows the engine could not read although they decode, with its reason
+    embedded: int  # images embedded by this run (the others' vectors came from the cache)
 
 
 def unordered_pairs(neighbours: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
@@ -177,24 +196,49 @@ def empty_pairs() -> pd.DataFrame:
 
 
 def compute_similarity(
-    files: pd.DataFrame, settings: SimilarityConfig, work_dir: Path, engine: SimilarityEngine | None = None
+    files: pd.DataFrame,
+    settings: SimilarityConfig,
+    work_dir: Path,
+    engine: SimilarityEngine | None = None,
+    cache_dir: Path | None = None,
 ) -> Similarity:
-    """Run the engine over the readable files of an ingest frame and key its results by manifest row."""
+    """Embed the readable files of an ingest frame (reusing cached vectors by content), search their nearest
+    neighbours, and key the results by manifest row."""
     engine = engine or FastdupEngine()
     label = f"{engine.name} {engine.version()}"
     readable = files[files[Col.VALID]]
     if len(readable) < settings.min_images:
         return Similarity(
-            pairs=empty_pairs(),
-            engine=label,
+            pairs=empty_pairs(), engine=label, unanalysed={}, embedded=0,
             skipped=f"{len(readable)} readable images; {engine.name} needs at least {settings.min_images}",
-            unanalysed={},
         )
     rows = readable[Col.ROW].to_numpy(dtype=np.int64)
-    output = engine.analyse([Path(path) for path in readable[Col.PATH]], settings, work_dir)
+    paths = [Path(path) for path in readable[Col.PATH]]
+    keys = readable[Col.SHA256].astype(str).tolist()
+    cache = EmbeddingCache(cache_dir, label) if cache_dir else None
+    known = cache.lookup(keys) if cache else {}
+    missing = [position for position in range(len(rows)) if position not in known]
+    embedded = engine.embed([paths[position] for position in missing], work_dir / "embed") if missing else None
+    vectors = dict(known)
+    failed: dict[int, str] = {}
+    if embedded is not None:
+        new_positions = [missing[index] for index in embedded.positions]
+        vectors.update(zip(new_positions, embedded.vectors, strict=True))
+        failed = {missing[index]: reason for index, reason in embedded.failed.items()}
+        if cache:
+            cache.add([keys[position] for position in new_positions], embedded.vectors)
+    present = np.array(sorted(vectors), dtype=np.int64)
+    unanalysed = {int(rows[position]): reason for position, reason in failed.items()}
+    if len(present) < settings.min_images:
+        return Similarity(
+            pairs=empty_pairs(), engine=label, unanalysed=unanalysed, embedded=len(missing),
+            skipped=f"{len(present)} images {engine.name} could read; it needs at least {settings.min_images}",
+        )
+    neighbours = engine.neighbours(np.stack([vectors[p] for p in present]), settings, work_dir / "search")
     return Similarity(
-        pairs=unordered_pairs(output.neighbours, rows),
+        pairs=unordered_pairs(neighbours, rows[present]),
         engine=label,
         skipped=None,
-        unanalysed={int(rows[position]): reason for position, reason in output.failed.items()},
+        unanalysed=unanalysed,
+        embedded=len(missing),
     )

@@ -31,7 +31,7 @@ def make_similarity(pairs: list[tuple[int, int, float]]) -> Similarity:
     pair_frame = pd.DataFrame(pairs, columns=[PAIR_A, PAIR_B, SIMILARITY]).astype(
         {PAIR_A: "int64", PAIR_B: "int64", SIMILARITY: "float64"}
     )
-    return Similarity(pairs=pair_frame, engine="test", skipped=None, unanalysed={})
+    return Similarity(pairs=pair_frame, engine="test", skipped=None, unanalysed={}, embedded=0)
 
 
 def make_matches(matches: list[tuple[int, int, str]]) -> pd.DataFrame:
@@ -153,7 +153,7 @@ def test_groups_do_not_depend_on_edge_order():
 @pytest.mark.parametrize("n_images", [0, 3])
 def test_without_similarity_nothing_is_paired(n_images):
     files = make_files([{Col.PATH: f"/d/{i}.jpg", Col.SPLIT: "train"} for i in range(max(n_images, 1))])
-    similarity = Similarity(pairs=empty_pairs(), engine="test", skipped="too few", unanalysed={})
+    similarity = Similarity(pairs=empty_pairs(), engine="test", skipped="too few", unanalysed={}, embedded=0)
     manifest = classify(files, similarity, NO_MATCHES, CurateConfig())
     assert manifest[Col.DUP_GROUP].isna().all() and (manifest[Col.ACTION] == "keep").all()
 
@@ -181,7 +181,7 @@ def test_smooth_or_dim_scenes_are_not_blurry_but_a_blurred_one_is(tmp_path):
 
 def test_a_file_the_engine_could_not_read_says_so():
     files = make_files([{Col.PATH: f"/d/{i}.gif", Col.SPLIT: "train"} for i in range(2)])
-    similarity = Similarity(pairs=empty_pairs(), engine="test", skipped=None, unanalysed={0: "ERROR_CORRUPT_IMAGE"})
+    similarity = Similarity(pairs=empty_pairs(), engine="test", skipped=None, unanalysed={0: "ERROR_CORRUPT_IMAGE"}, embedded=0)
     manifest = by_path(classify(files, similarity, NO_MATCHES, CurateConfig()))
     assert manifest["/d/0.gif"][Col.REASON] == "no issue found, but similarity could not analyse it (ERROR_CORRUPT_IMAGE)"
     assert manifest["/d/1.gif"][Col.REASON] == "no issue"

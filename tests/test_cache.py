@@ -1,0 +1,61 @@
+"""Incremental re-runs: embeddings are cached by content, so only new or changed images are embedded."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+
+from tasks.cache import KEYS_FILE, VECTORS_FILE, EmbeddingCache
+from tasks.config import CurateConfig
+from tasks.ingest import find_files, ingest
+from tasks.similarity import PAIR_A, PAIR_B, compute_similarity
+
+SETTINGS = CurateConfig().similarity
+
+
+def run(folder, work, cache):
+    files = ingest(find_files({"train": folder}, (".jpg",)))
+    similarity = compute_similarity(files, SETTINGS, work, cache_dir=cache)
+    paths = files.set_index("row")["path"]
+    pairs = {frozenset((paths[a], paths[b])) for a, b in zip(similarity.pairs[PAIR_A], similarity.pairs[PAIR_B],
+                                                              strict=True)}
+    return similarity.embedded, pairs
+
+
+def test_re_runs_embed_only_new_images_and_renames_hit_the_cache(tmp_path, texture):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    for seed in range(12):
+        texture(data / f"{seed}.jpg", seed=seed)
+    embedded, cold_pairs = run(data, tmp_path / "w1", cache)
+    assert embedded == 12
+
+    embedded, pairs = run(data, tmp_path / "w2", cache)
+    assert embedded == 0 and pairs == cold_pairs, "unchanged data: nothing embedded, the same answer"
+
+    shutil.move(data / "3.jpg", data / "renamed.jpg")
+    embedded, _ = run(data, tmp_path / "w3", cache)
+    assert embedded == 0, "a renamed file is the same content"
+
+    texture(data / "new1.jpg", seed=100)
+    texture(data / "new2.jpg", seed=101)
+    embedded, pairs = run(data, tmp_path / "w4", cache)
+    assert embedded == 2
+    assert any(str(data / "new1.jpg") in pair for pair in pairs), "new images are searched with the old ones"
+
+    embedded, _ = run(data, tmp_path / "w5", None)
+    assert embedded == 14, "without a cache everything is embedded"
+
+
+def test_the_cache_survives_reopening_and_ignores_a_torn_write(tmp_path):
+    cache = EmbeddingCache(tmp_path, "engine 1.0")
+    vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
+    cache.add(["a", "b", "a"], vectors)  # identical files share one vector
+    again = EmbeddingCache(tmp_path, "engine 1.0")
+    found = again.lookup(["b", "x", "a"])
+    assert sorted(found) == [0, 2] and np.array_equal(found[2], vectors[0]) and np.array_equal(found[0], vectors[1])
+    assert EmbeddingCache(tmp_path, "engine 2.0").lookup(["a"]) == {}, "another engine version starts empty"
+
+    folder = again.folder
+    pd.DataFrame({"sha256": ["a", "b", "c"]}).to_parquet(folder / KEYS_FILE)  # keys ahead of vectors
+    assert EmbeddingCache(tmp_path, "engine 1.0").lookup(["a"]) == {}
+    assert (folder / VECTORS_FILE).exists()
