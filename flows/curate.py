@@ -60,6 +60,11 @@ class CurateResult(BaseModel):
     message: str
 
 
+def cache_folder(config: CurateConfig) -> Path | None:
+    """The content cache's folder (relative paths are relative to the project folder), or None."""
+    return ROOT / config.cache_dir if config.cache_dir else None
+
+
 # Stages: thin wrappers over the plain functions in `tasks/`. No caching on DataFrame inputs (hashing is slow).
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest_task(inventory: Inventory) -> pd.DataFrame:
@@ -68,13 +73,12 @@ def ingest_task(inventory: Inventory) -> pd.DataFrame:
 
 @task(name="similarity", cache_policy=NO_CACHE)
 def similarity_task(files: pd.DataFrame, config: CurateConfig, work_dir: Path) -> Similarity:
-    cache_dir = config.similarity.cache_dir
-    return compute_similarity(files, config.similarity, work_dir, cache_dir=ROOT / cache_dir if cache_dir else None)
+    return compute_similarity(files, config.similarity, work_dir, cache_dir=cache_folder(config))
 
 
 @task(name="verify", cache_policy=NO_CACHE)
 def verify_task(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> pd.DataFrame:
-    return verify_candidates(files, similarity.pairs, config.verification)
+    return verify_candidates(files, similarity.pairs, config.verification, cache_dir=cache_folder(config))
 
 
 @task(name="classify", cache_policy=NO_CACHE)

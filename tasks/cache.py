@@ -1,10 +1,11 @@
-"""A content-keyed cache of embeddings: an image's vector is computed once per engine version, whatever its name.
+"""Content-keyed caches: an image's embedding, and a pair's verification, are computed once, whatever the names.
 
 Keys are sha256 digests of the file bytes, so a renamed or moved file hits the cache and an edited one misses.
 Each engine version has its own folder (vectors from another model are not comparable). Files are replaced
 atomically, so a crash or a concurrent run can lose entries (they are computed again) but never corrupt them.
 """
 
+import hashlib
 import os
 import re
 import uuid
@@ -58,3 +59,35 @@ class EmbeddingCache:
         # Vectors first: a reader that finds keys longer than vectors (a crash between the renames) starts over.
         os.replace(vectors_tmp, self.folder / VECTORS_FILE)
         os.replace(keys_tmp, self.folder / KEYS_FILE)
+
+
+class PairCache:
+    """Verification results keyed by the two files' contents, in order (sha256 of a, sha256 of b), for one set
+    of verification settings: a re-run verifies only pairs it has not seen, and a renamed file still hits."""
+
+    KEY_A, KEY_B = "sha256_a", "sha256_b"
+
+    def __init__(self, root: Path, settings_json: str) -> None:
+        digest = hashlib.sha256(settings_json.encode()).hexdigest()[:16]
+        self.path = Path(root) / f"verification-{digest}.parquet"
+        self._known = pd.read_parquet(self.path) if self.path.exists() else None
+
+    def split(self, pairs: pd.DataFrame, values: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(pairs with cached `values` filled in, pairs still to verify); `pairs` carries KEY_A and KEY_B."""
+        if self._known is None or pairs.empty:
+            return pairs.iloc[0:0].assign(**{value: None for value in values}), pairs
+        merged = pairs.merge(self._known, on=[self.KEY_A, self.KEY_B], how="left", indicator=True)
+        hit = (merged.pop("_merge") == "both").to_numpy()
+        return merged[hit], pairs[~hit]
+
+    def add(self, results: pd.DataFrame, values: list[str]) -> None:
+        """Store newly verified pairs and write the file back atomically."""
+        if results.empty:
+            return
+        fresh = results[[self.KEY_A, self.KEY_B, *values]]
+        table = fresh if self._known is None else pd.concat([self._known, fresh])
+        self._known = table.drop_duplicates([self.KEY_A, self.KEY_B]).reset_index(drop=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{uuid.uuid4().hex[:8]}.parquet")
+        self._known.to_parquet(temporary, index=False)
+        os.replace(temporary, self.path)

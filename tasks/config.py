@@ -34,11 +34,7 @@ class SimilarityConfig(_Section):
     min_images: int = Field(
         10, ge=2, description="fastdup needs at least this many readable images; fewer skips similarity."
     )
-    cache_dir: Path | None = Field(
-        Path("data/cache"),
-        description="Embeddings cached by content (sha256) and engine version; relative to the project folder; "
-        "null: no cache.",
-    )
+
 
 
 class VerificationConfig(_Section):
@@ -188,6 +184,11 @@ class CurateConfig(_Section):
     extensions: tuple[str, ...] = Field(
         (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"),
         description="File suffixes (case-insensitive) treated as images; other files are counted, not curated.",
+    )
+    cache_dir: Path | None = Field(
+        Path("data/cache"),
+        description="Embeddings and verification results cached by content (sha256) and by engine version or "
+        "settings; relative to the project folder; null: no cache.",
     )
     similarity: SimilarityConfig = SimilarityConfig()
     verification: VerificationConfig = VerificationConfig()

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from tasks.cache import PairCache
 from tasks.config import VerificationConfig
 from tasks.imagestats import SIGNATURE, eight_bit
 from tasks.progress import progress
@@ -407,18 +408,34 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
     return proposals[worth].sort_values([PAIR_A, PAIR_B]).reset_index(drop=True)
 
 
+RESULT_COLUMNS = [RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE]
+
+
 def verify_candidates(
-    files: pd.DataFrame, pairs: pd.DataFrame, settings: VerificationConfig, workers: int = 2
+    files: pd.DataFrame,
+    pairs: pd.DataFrame,
+    settings: VerificationConfig,
+    workers: int = 2,
+    cache_dir: Path | None = None,
 ) -> pd.DataFrame:
     """The verification stage: candidate pairs (row_a, row_b, similarity) with relation, match_score, inliers,
-    transform and coverage. Only pairs whose relation is not "none" are returned."""
+    transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
+    contents verified before (with the same settings) are not verified again."""
     candidates = select_candidates(files, pairs, settings)
-    paths = files.set_index(Col.ROW)[Col.PATH]
+    by_row = files.set_index(Col.ROW)
     located = candidates.assign(
-        path_a=paths.reindex(candidates[PAIR_A]).to_numpy(), path_b=paths.reindex(candidates[PAIR_B]).to_numpy()
+        path_a=by_row[Col.PATH].reindex(candidates[PAIR_A]).to_numpy(),
+        path_b=by_row[Col.PATH].reindex(candidates[PAIR_B]).to_numpy(),
+        **{PairCache.KEY_A: by_row[Col.SHA256].reindex(candidates[PAIR_A]).astype(str).to_numpy(),
+           PairCache.KEY_B: by_row[Col.SHA256].reindex(candidates[PAIR_B]).astype(str).to_numpy()},
     )
-    verified = verify_pairs(located, settings, workers=workers) if len(located) else located.assign(
+    cache = PairCache(cache_dir, settings.model_dump_json()) if cache_dir else None
+    known, todo = cache.split(located, RESULT_COLUMNS) if cache else (None, located)
+    verified = verify_pairs(todo, settings, workers=workers) if len(todo) else todo.assign(
         **{RELATION: pd.Series(dtype="string"), MATCH_SCORE: 0.0, INLIERS: 0, TRANSFORM: "", COVERAGE: 0.0}
     )
-    matched = verified[verified[RELATION] != "none"]
-    return matched.drop(columns=["path_a", "path_b"]).reset_index(drop=True)
+    if cache:
+        cache.add(verified, RESULT_COLUMNS)
+        verified = pd.concat([known, verified]) if len(known) else verified
+    matched = verified[verified[RELATION] != "none"].sort_values([PAIR_A, PAIR_B])
+    return matched.drop(columns=["path_a", "path_b", PairCache.KEY_A, PairCache.KEY_B]).reset_index(drop=True)

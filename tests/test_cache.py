@@ -59,3 +59,34 @@ def test_the_cache_survives_reopening_and_ignores_a_torn_write(tmp_path):
     pd.DataFrame({"sha256": ["a", "b", "c"]}).to_parquet(folder / KEYS_FILE)  # keys ahead of vectors
     assert EmbeddingCache(tmp_path, "engine 1.0").lookup(["a"]) == {}
     assert (folder / VECTORS_FILE).exists()
+
+
+def test_verification_results_are_reused_by_content(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from tasks import verify
+    from tasks.similarity import empty_pairs
+
+    rng = np.random.default_rng(5)
+    data = tmp_path / "data"
+    data.mkdir()
+    for index in range(6):
+        blocks = rng.integers(0, 255, size=(12, 12, 3), dtype=np.uint8)
+        Image.fromarray(blocks).resize((120, 120), Image.NEAREST).save(data / f"{index}.jpg", quality=95)
+    Image.open(data / "0.jpg").rotate(90).save(data / "0_rotated.jpg", quality=95)
+    verified_rows = []
+    real = verify.verify_pairs
+    monkeypatch.setattr(verify, "verify_pairs", lambda pairs, *a, **k: verified_rows.append(len(pairs))
+                        or real(pairs, *a, **k))
+
+    def matches():
+        files = ingest(find_files({"train": data}, (".jpg",)))
+        found = verify.verify_candidates(files, empty_pairs(), CurateConfig().verification, cache_dir=tmp_path / "c")
+        paths = files.set_index("row")["path"]
+        return {frozenset((paths[a], paths[b])) for a, b in zip(found[PAIR_A], found[PAIR_B], strict=True)}
+
+    first = matches()
+    assert frozenset((str(data / "0.jpg"), str(data / "0_rotated.jpg"))) in first
+    assert len(verified_rows) == 1 and verified_rows[0] > 0
+    assert matches() == first
+    assert len(verified_rows) == 1, "the second run verified no pair again"
