@@ -5,7 +5,7 @@ Each issue type has one detector, registered in `DETECTORS`; the issue vocabular
 
 Duplicate groups are the connected components of exact (same sha256) pairs and of pairs that geometric
 verification found to show the same scene (duplicates) or part of it (overlaps). Similarity bands are reported.
-Exactly one member of each group is kept, chosen by `KEEP_RULE` (documented in the README).
+Exactly one member of each group is kept, chosen by `choose_keepers` (the rule is in the README).
 """
 
 from collections.abc import Callable, Mapping
@@ -20,27 +20,18 @@ from tasks.config import CurateConfig
 from tasks.imagestats import robust_z
 from tasks.overrides import apply_overrides
 from tasks.schema import Action, Band, Col, Issue
-from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, neighbours_by_row
+from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, both_sides, neighbours_by_row
 from tasks.verify import DUPLICATE, MATCH_SCORE, OVERLAP, RELATION, TRANSFORM
 
-BAND = "band"
 ENGINE_ERROR = "engine_error"  # why the similarity engine could not read a file Pillow decodes (evidence only)
-
-KEEP_RULE = (
-    "within a duplicate group keep, in order of preference: a file without a dropped quality issue; "
-    "an evaluation split (decisions.evaluation_splits, in their order) over other splits; labeled over unlabeled; "
-    "more pixels; more bytes; then the first path in sort order"
-)
-
 
 @dataclass(frozen=True)
 class Evidence:
     """Everything detectors may look at. `files` is indexed by row and already holds statistics,
-    nearest neighbours, best verified matches and duplicate groups; `pairs` holds each unordered neighbour pair
-    once, with its band; `matches` holds the verified duplicate and overlap pairs."""
+    nearest neighbours, best verified matches and duplicate groups; `matches` holds the verified duplicate and
+    overlap pairs."""
 
     files: pd.DataFrame
-    pairs: pd.DataFrame
     matches: pd.DataFrame  # verified pairs (row_a, row_b, relation, match_score, transform, ...)
     config: CurateConfig
 
@@ -123,12 +114,7 @@ def _nearest_neighbours(files: pd.DataFrame, neighbours: pd.DataFrame) -> pd.Dat
 
 def _best_matches(frame: pd.DataFrame, matches: pd.DataFrame) -> pd.DataFrame:
     """Each row's strongest verified match: a duplicate before an overlap, then the higher match score."""
-    both = pd.concat(
-        [
-            matches.rename(columns={PAIR_A: "row", PAIR_B: "other"}),
-            matches.rename(columns={PAIR_B: "row", PAIR_A: "other"}),
-        ]
-    )
+    both = both_sides(matches)
     both = both.assign(is_overlap=both[RELATION] == OVERLAP)
     best = both.sort_values(["row", "is_overlap", MATCH_SCORE, "other"], ascending=[True, True, False, True])
     best = best.drop_duplicates("row").set_index("row")
@@ -149,9 +135,7 @@ def build_evidence(
     frame = files.set_index(Col.ROW, drop=False).sort_index()
     frame[ENGINE_ERROR] = pd.Series(similarity.unanalysed, dtype="string").reindex(frame.index)
 
-    pairs = similarity.pairs.copy()
-    pairs[BAND] = band_of(pairs[SIMILARITY], config)
-
+    pairs = similarity.pairs
     neighbours = neighbours_by_row(pairs)
     nearest = _nearest_neighbours(frame, neighbours)
     frame[Col.DENSITY_RATIO] = _density_ratio(neighbours, config.similarity.nearest_neighbors).reindex(frame.index)
@@ -176,15 +160,13 @@ def build_evidence(
         np.concatenate([matches[PAIR_B].to_numpy(dtype=np.int64), exact_b]),
     )
     frame[Col.DUP_GROUP] = pd.array(np.where(groups >= 0, groups, None), dtype="Int64")
-    return Evidence(files=frame, pairs=pairs, matches=matches, config=config)
+    return Evidence(files=frame, matches=matches, config=config)
 
 
 def _rows_in_band(evidence: Evidence, band: Band) -> pd.Series:
-    """Rows whose strongest pair falls in `band` (each image is reported in its strongest band only)."""
-    strongest = neighbours_by_row(evidence.pairs).groupby("row")[SIMILARITY].max()
-    strongest_band = band_of(strongest, evidence.config)
-    hits = strongest_band[strongest_band == band.value].index
-    return evidence.files.index.to_series().isin(hits)
+    """Rows whose strongest pair (their nearest neighbour) falls in `band`: each image is reported in its
+    strongest band only."""
+    return (band_of(evidence.files[Col.NN_SIMILARITY], evidence.config) == band.value).fillna(False).astype(bool)
 
 
 def _group_has_many(evidence: Evidence, column: str) -> pd.Series:
@@ -320,7 +302,9 @@ def detect_issues(evidence: Evidence) -> pd.DataFrame:
 
 
 def choose_keepers(evidence: Evidence, flags: pd.DataFrame) -> pd.Series:
-    """Row of the kept member of each duplicate group (index: group id), by `KEEP_RULE`."""
+    """Row of the kept member of each duplicate group (index: group id). In order of preference: a file without
+    a dropped quality issue; an evaluation split (decisions.evaluation_splits, in their order); labeled over
+    unlabeled; more pixels; more bytes; then the first path in sort order."""
     files = evidence.files
     members = files[files[Col.DUP_GROUP].notna()]
     dropped_issues = [issue.value for issue in evidence.config.decisions.drop]

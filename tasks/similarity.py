@@ -178,15 +178,22 @@ def unordered_pairs(neighbours: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     return pairs.reset_index(drop=True)
 
 
+def both_sides(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Each unordered pair seen from both of its rows: `row`, `other`, and the pair's other columns."""
+    return pd.concat(
+        [
+            pairs.rename(columns={PAIR_A: "row", PAIR_B: "other"}),
+            pairs.rename(columns={PAIR_B: "row", PAIR_A: "other"}),
+        ],
+        ignore_index=True,
+    )
+
+
 def neighbours_by_row(pairs: pd.DataFrame) -> pd.DataFrame:
     """Each unordered pair seen from both sides (row, other, similarity), most similar first within a row."""
-    both_sides = pd.concat(
-        [
-            pairs[[PAIR_A, PAIR_B, SIMILARITY]].set_axis(["row", "other", SIMILARITY], axis=1),
-            pairs[[PAIR_B, PAIR_A, SIMILARITY]].set_axis(["row", "other", SIMILARITY], axis=1),
-        ]
+    return both_sides(pairs[[PAIR_A, PAIR_B, SIMILARITY]]).sort_values(
+        ["row", SIMILARITY, "other"], ascending=[True, False, True], kind="stable"
     )
-    return both_sides.sort_values(["row", SIMILARITY, "other"], ascending=[True, False, True], kind="stable")
 
 
 def empty_pairs() -> pd.DataFrame:
