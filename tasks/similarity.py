@@ -96,18 +96,30 @@ class FastdupEngine:
             link = staging / f"{position:09d}{image.suffix.lower()}"
             link.symlink_to(image)
             staged.append(str(link))
-        log = work_dir / "fastdup.log"
+        log, results = work_dir / "fastdup.log", work_dir / "fastdup"
         with _output_to(log) as terminal, follow_percentages(log, "embedding", terminal):
-            dataset = fastdup.create(work_dir=str(work_dir / "fastdup"), input_dir=staged)
-            status = dataset.run(overwrite=True, run_sentry=False, run_mode=1, verbose=False)  # features only
+            dataset = fastdup.create(work_dir=str(results), input_dir=staged)
+            try:
+                status = dataset.run(overwrite=True, run_sentry=False, run_mode=1, verbose=False)  # features only
+            except AssertionError:
+                # fastdup asserts after extraction when it could read none of the images (all GIFs, or all
+                # too small); what it wrote below tells which, as for any other run.
+                status = 0
             if status != 0:
                 raise RuntimeError(f"fastdup feature extraction failed with status {status}; see {log}")
-            invalid = dataset.invalid_instances()
-        names, vectors = fastdup.load_binary_feature(str(work_dir / "fastdup" / "atrain_features.dat"))
+        if (results / "atrain_features.dat.csv").exists():
+            names, vectors = fastdup.load_binary_feature(str(results / "atrain_features.dat"))
+        else:
+            names, vectors = [], np.empty((0, 0), np.float32)
+        bad = results / "atrain_features.bad.csv"
+        invalid = pd.read_csv(bad) if bad.exists() else pd.DataFrame({"filename": [], "error_code": []})
         failed = {
             int(position): str(code)
             for position, code in zip(_positions(invalid["filename"]), invalid["error_code"], strict=True)
         }
+        embedded = set(_positions(pd.Series(names, dtype=object)).tolist())
+        for position in set(range(len(images))) - embedded - set(failed):
+            failed[position] = "not read by fastdup"
         return Embedded(positions=_positions(pd.Series(names)), vectors=np.asarray(vectors, np.float32), failed=failed)
 
     def neighbours(self, vectors: np.ndarray, settings: SimilarityConfig, work_dir: Path) -> pd.DataFrame:

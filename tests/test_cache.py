@@ -45,6 +45,16 @@ def test_re_runs_embed_only_new_images_and_renames_hit_the_cache(tmp_path, textu
     embedded, _ = run(data, tmp_path / "w5", None)
     assert embedded == 14, "without a cache everything is embedded"
 
+    # The only new file is one fastdup cannot read (a GIF): the re-run must not depend on fastdup reading any.
+    from PIL import Image
+
+    Image.open(data / "new1.jpg").save(data / "only_new.gif")
+    files = ingest(find_files({"train": data}, (".jpg", ".gif")))
+    similarity = compute_similarity(files, SETTINGS, tmp_path / "w6", cache_dir=cache)
+    gif_row = int(files.loc[files["path"] == str(data / "only_new.gif"), "row"].iloc[0])
+    assert similarity.embedded == 1 and similarity.unanalysed == {gif_row: "ERROR_CORRUPT_IMAGE"}
+    assert similarity.skipped is None and len(similarity.pairs) > 0
+
 
 def test_the_cache_survives_reopening_and_ignores_a_torn_write(tmp_path):
     cache = EmbeddingCache(tmp_path, "engine 1.0")
