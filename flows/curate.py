@@ -1,6 +1,7 @@
 """The `curate` Prefect flow and its command line: ingest → similarity → verify → classify → expectations → outputs.
 
-    python -m flows.curate [--split NAME=DIR ...] [--out DIR] [--config FILE] [--set KEY=VALUE ...] [--dry-run]
+    python -m flows.curate [--split NAME=DIR ...] [--out DIR] [--config FILE] [--set KEY=VALUE ...]
+                           [--dask-address ADDRESS] [--dry-run]
 
 Exit status: 0 when the quality gate passes, 1 when it fails (all outputs are still written), 2 for a usage,
 configuration or input error (one line on standard error names it), 3 for an internal error (a bug).
@@ -25,6 +26,7 @@ from prefect.states import Completed, Failed, State
 from pydantic import BaseModel
 
 import tasks
+from flows.runners import chunk_map
 from tasks.classify import classify
 from tasks.config import ROOT, CurateConfig, load_config
 from tasks.demo import DEMO_SPLITS, build_demo_dataset
@@ -66,16 +68,6 @@ def cache_folder(config: CurateConfig) -> Path | None:
 
 
 # Stages: thin wrappers over the plain functions in `tasks/`. No caching on DataFrame inputs (hashing is slow).
-@task(name="ingest", cache_policy=NO_CACHE)
-def ingest_task(inventory: Inventory) -> pd.DataFrame:
-    return ingest(inventory)
-
-
-@task(name="similarity", cache_policy=NO_CACHE)
-def similarity_task(files: pd.DataFrame, config: CurateConfig, work_dir: Path) -> Similarity:
-    return compute_similarity(files, config.similarity, work_dir, cache_dir=cache_folder(config))
-
-
 @task(name="verify", cache_policy=NO_CACHE)
 def verify_task(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> pd.DataFrame:
     return verify_candidates(files, similarity.pairs, config.verification, cache_dir=cache_folder(config))
@@ -202,13 +194,19 @@ def curate(
     with exclusive_output(out_dir):
         staging = new_staging(out_dir)
         timings: dict[str, float] = {}
-        files = _timed(timings, "ingest", ingest_task, inventory)
-        get_run_logger().info("ingest: %d files, %d readable, %d non-image files ignored",
-                              len(files), int(files["valid"].sum()), len(inventory.ignored))
-        similarity = _timed(timings, "similarity", similarity_task, files, config, out_dir / ".work")
-        get_run_logger().info("similarity: %d images embedded, the others' vectors reused from the cache",
-                              similarity.embedded)
-        matches = _timed(timings, "verify", verify_task, files, similarity, config)
+        with chunk_map(config.runner) as chunks:
+            # Ingest and similarity run in the flow itself: their chunks are the task runs (a chunk submitted
+            # from inside another task run cannot be sent to Dask: that task run's context does not serialise).
+            files = _timed(timings, "ingest", ingest, inventory, cache_folder(config), chunks, config.runner.chunk_size)
+            get_run_logger().info("ingest: %d files, %d readable, %d non-image files ignored",
+                                  len(files), int(files["valid"].sum()), len(inventory.ignored))
+            similarity = _timed(
+                timings, "similarity", compute_similarity, files, config.similarity, out_dir / ".work", None,
+                cache_folder(config), chunks, config.runner.chunk_size,
+            )
+            get_run_logger().info("similarity: %d images embedded, the others' vectors reused from the cache",
+                                  similarity.embedded)
+            matches = _timed(timings, "verify", verify_task, files, similarity, config)
         manifest = _timed(timings, "classify", classify_task, files, similarity, matches, config, overrides)
         gate = _timed(timings, "expectations", expectations_task, manifest, config, staging / "quality" / "data_docs")
         bands = config.bands.thresholds()
@@ -262,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="list what would be processed (files per split and label, the output folder) and exit")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                         help="override one configuration key, dotted (e.g. quality.dark_z=2.5)")
+    parser.add_argument("--dask-address", metavar="ADDRESS",
+                        help="run the per-image work on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 "
+                        "(the same as --set runner.kind=dask --set runner.dask_address=ADDRESS)")
     return parser
 
 
@@ -269,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run the flow, and turn the outcome into an exit status. Never raises for user errors."""
     try:
         args = build_parser().parse_args(argv)
-        config = load_config(args.config, args.settings)
+        dask = ["runner.kind=dask", f"runner.dask_address={args.dask_address}"] if args.dask_address else []
+        config = load_config(args.config, [*args.settings, *dask])
         splits = dict(parse_split(text) for text in args.split)
         if len(splits) != len(args.split):
             raise ConfigError("--split names must be distinct")

@@ -1,4 +1,5 @@
-"""Content-keyed caches: an image's embedding, and a pair's verification, are computed once, whatever the names.
+"""Content-keyed caches: an image's statistics and embedding, and a pair's verification, are computed once,
+whatever the files are called.
 
 Keys are sha256 digests of the file bytes, so a renamed or moved file hits the cache and an edited one misses.
 Each engine version has its own folder (vectors from another model are not comparable). Files are replaced
@@ -61,33 +62,47 @@ class EmbeddingCache:
         os.replace(keys_tmp, self.folder / KEYS_FILE)
 
 
-class PairCache:
+class ResultCache:
+    """Results keyed by content (one or more sha256 columns), for one set of settings, in one Parquet file.
+
+    A result computed once from the same bytes with the same settings is never computed again."""
+
+    def __init__(self, path: Path, keys: list[str]) -> None:
+        self.path, self.keys = Path(path), keys
+        self._known = pd.read_parquet(self.path) if self.path.exists() else None
+
+    def split(self, frame: pd.DataFrame, values: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(rows of `frame` with cached `values` filled in, rows still to compute); `frame` carries the keys."""
+        if self._known is None or frame.empty:
+            return frame.iloc[0:0].assign(**{value: None for value in values}), frame
+        merged = frame.merge(self._known[[*self.keys, *values]], on=self.keys, how="left", indicator=True)
+        hit = (merged.pop("_merge") == "both").to_numpy()
+        return merged[hit], frame[~hit]
+
+    def add(self, results: pd.DataFrame, values: list[str]) -> None:
+        """Store newly computed results and write the file back atomically."""
+        if results.empty:
+            return
+        fresh = results[[*self.keys, *values]]
+        table = fresh if self._known is None else pd.concat([self._known, fresh])
+        self._known = table.drop_duplicates(self.keys).reset_index(drop=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{uuid.uuid4().hex[:8]}.parquet")
+        self._known.to_parquet(temporary, index=False)
+        os.replace(temporary, self.path)
+
+
+def settings_digest(settings: str) -> str:
+    """A short name for one set of settings, for a cache file's name."""
+    return hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
+class PairCache(ResultCache):
     """Verification results keyed by the two files' contents, in order (sha256 of a, sha256 of b), for one set
     of verification settings: a re-run verifies only pairs it has not seen, and a renamed file still hits."""
 
     KEY_A, KEY_B = "sha256_a", "sha256_b"
 
     def __init__(self, root: Path, settings_json: str) -> None:
-        digest = hashlib.sha256(settings_json.encode()).hexdigest()[:16]
-        self.path = Path(root) / f"verification-{digest}.parquet"
-        self._known = pd.read_parquet(self.path) if self.path.exists() else None
-
-    def split(self, pairs: pd.DataFrame, values: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(pairs with cached `values` filled in, pairs still to verify); `pairs` carries KEY_A and KEY_B."""
-        if self._known is None or pairs.empty:
-            return pairs.iloc[0:0].assign(**{value: None for value in values}), pairs
-        merged = pairs.merge(self._known, on=[self.KEY_A, self.KEY_B], how="left", indicator=True)
-        hit = (merged.pop("_merge") == "both").to_numpy()
-        return merged[hit], pairs[~hit]
-
-    def add(self, results: pd.DataFrame, values: list[str]) -> None:
-        """Store newly verified pairs and write the file back atomically."""
-        if results.empty:
-            return
-        fresh = results[[self.KEY_A, self.KEY_B, *values]]
-        table = fresh if self._known is None else pd.concat([self._known, fresh])
-        self._known = table.drop_duplicates([self.KEY_A, self.KEY_B]).reset_index(drop=True)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{uuid.uuid4().hex[:8]}.parquet")
-        self._known.to_parquet(temporary, index=False)
-        os.replace(temporary, self.path)
+        path = Path(root) / f"verification-{settings_digest(settings_json)}.parquet"
+        super().__init__(path, [self.KEY_A, self.KEY_B])

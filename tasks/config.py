@@ -5,7 +5,7 @@ raise `ConfigError` naming the key.
 """
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import yaml
@@ -177,6 +177,32 @@ class GateConfig(_Section):
     )
 
 
+class RunnerConfig(_Section):
+    """Where the per-image work runs: hashing, decoding, embedding and verification, cut into chunks."""
+
+    kind: Literal["threads", "processes", "dask"] = Field(
+        "threads", description="threads or processes on this machine, or a Dask cluster (through prefect-dask)."
+    )
+    workers: int | None = Field(
+        None, ge=1, description="Chunks run at once, or workers of the local Dask cluster; default: one per core."
+    )
+    dask_address: str | None = Field(
+        None, description="Scheduler address of an existing Dask cluster (e.g. tcp://10.0.0.5:8786); unset: a "
+        "local cluster is started for the run. Its workers must see the images and the output folder at the "
+        "same paths."
+    )
+    chunk_size: int = Field(
+        5000, ge=1, description="Images per chunk of hashing, decoding and embedding; candidate pairs per chunk "
+        "of verification."
+    )
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> "RunnerConfig":
+        if self.dask_address and self.kind != "dask":
+            raise ValueError("dask_address needs kind: dask")
+        return self
+
+
 class CurateConfig(_Section):
     """Curate's whole configuration."""
 
@@ -196,6 +222,7 @@ class CurateConfig(_Section):
     quality: QualityConfig = QualityConfig()
     decisions: DecisionsConfig = DecisionsConfig()
     gate: GateConfig = GateConfig()
+    runner: RunnerConfig = RunnerConfig()
 
 
 def _describe(error: pydantic.ValidationError) -> str:

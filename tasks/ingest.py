@@ -7,14 +7,17 @@ import hashlib
 import io
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import PIL
 from PIL import Image, UnidentifiedImageError
 
+from tasks.cache import ResultCache, settings_digest
+from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.errors import DatasetError
 from tasks.imagestats import SIGNATURE, colour_signature, measure
 from tasks.progress import progress
@@ -100,26 +103,39 @@ def _decode(data: bytes) -> dict[str, object]:
     return decoded
 
 
-def inspect_file(path: Path) -> dict[str, object]:
-    """Hash a file, fully decode it once and measure it; never raises for a bad file."""
+def _read(path: Path) -> tuple[dict[str, object], bytes | None]:
+    """A file's record so far (invalid, with the error, when it cannot be read) and its bytes, if read."""
     record: dict[str, object] = {Col.VALID: False}
     if printable(str(path)) != str(path):
         # Training code could not open the manifest's (escaped) path, so the file cannot be curated as is.
         record[Col.ERROR] = "file name is not valid UTF-8 (shown with \\x escapes): rename the file"
-        return record
+        return record, None
     try:
         mode = path.stat().st_mode  # follows a symbolic link: a link to an image is curated like the image
         if not stat.S_ISREG(mode):
             # Never opened: reading a FIFO blocks until some writer appears, and a device may never end.
             kind = _FILE_KINDS.get(stat.filemode(mode)[0], "an unusual file")
             record[Col.ERROR] = f"not a regular file ({kind}): not opened"
-            return record
+            return record, None
         data = path.read_bytes()
     except OSError as error:
         record[Col.ERROR] = f"cannot read file: {error.strerror or error}"
-        return record
+        return record, None
     record[Col.SHA256] = hashlib.sha256(data).hexdigest()
     record[Col.BYTES] = len(data)
+    return record, data
+
+
+def hash_file(path: Path) -> dict[str, object]:
+    """Read and hash a file: its sha256 and size, or why it cannot be read. Never raises for a bad file."""
+    return _read(path)[0]
+
+
+def inspect_file(path: Path) -> dict[str, object]:
+    """Hash a file, fully decode it once and measure it; never raises for a bad file."""
+    record, data = _read(path)
+    if data is None:
+        return record
     if not data:
         record[Col.ERROR] = "empty file (0 bytes)"
         return record
@@ -139,28 +155,77 @@ def inspect_file(path: Path) -> dict[str, object]:
     return record
 
 
-def ingest(inventory: Inventory, workers: int | None = None) -> pd.DataFrame:
+# What `inspect_file` learns from a file's bytes alone: cached by sha256, so unchanged files are not decoded again.
+CONTENT_COLUMNS = [
+    Col.VALID, Col.ERROR, Col.WIDTH, Col.HEIGHT, Col.FORMAT,
+    Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL, SIGNATURE,
+]
+# Changes whenever the numbers for the same bytes could change: a new measure or decoder, or the pixel limit.
+CONTENT_VERSION = f"content 1, Pillow {PIL.__version__}, pixel limit {Image.MAX_IMAGE_PIXELS}"
+
+
+def _each_file(function: Callable[[Path], dict[str, object]], paths: Sequence[Path], stage: str) -> list:
+    # Hashing and decoding release the GIL in C, so threads overlap I/O and decoding.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(progress(pool.map(function, paths), stage, len(paths), "file"))
+
+
+def hash_files(paths: Sequence[Path]) -> list[dict[str, object]]:
+    """`hash_file` for each path, in order, on all cores."""
+    return _each_file(hash_file, paths, "hash")
+
+
+def inspect_files(paths: Sequence[Path]) -> list[dict[str, object]]:
+    """`inspect_file` for each path, in order, on all cores."""
+    return _each_file(inspect_file, paths, "decode")
+
+
+def _records(chunks: list[list[dict[str, object]]], index: Sequence[int] | None = None) -> pd.DataFrame:
+    return pd.DataFrame.from_records([record for chunk in chunks for record in chunk], index=index)
+
+
+FRAME_COLUMNS = [Col.VALID, Col.ERROR, Col.SHA256, Col.BYTES, *CONTENT_COLUMNS[2:]]
+
+
+def ingest(
+    inventory: Inventory,
+    cache_dir: Path | None = None,
+    run_chunks: ChunkMap = run_here,
+    chunk_size: int = 5000,
+) -> pd.DataFrame:
     """Return one row per image file found: row, path, split, label, sha256, bytes, width, height, format,
     valid, error, the image statistics of `tasks.imagestats.measure` and, for verification's candidates, a
-    colour signature per readable image (column `tasks.imagestats.SIGNATURE`, not part of the manifest)."""
-    # Hashing and decoding release the GIL in C, so threads overlap I/O and decoding.
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        found = (found.path for found in inventory.images)
-        records = list(progress(pool.map(inspect_file, found), "ingest", len(inventory.images), "file"))
-    frame = pd.DataFrame.from_records(records)
+    colour signature per readable image (column `tasks.imagestats.SIGNATURE`, not part of the manifest).
+
+    Every file is hashed; only files whose contents are not in the cache (`cache_dir`) are decoded. Both steps
+    run in chunks of `chunk_size` files on `run_chunks`."""
+    paths = [found.path for found in inventory.images]
+    hashed = _records(run_chunks("hash", hash_files, chunked(paths, chunk_size))).reindex(columns=FRAME_COLUMNS)
+    keys = hashed.loc[hashed[Col.SHA256].notna(), [Col.SHA256]].rename_axis("position").reset_index()
+    cache = ResultCache(Path(cache_dir) / f"content-{settings_digest(CONTENT_VERSION)}.parquet", [Col.SHA256]) \
+        if cache_dir else None
+    known, todo = cache.split(keys, CONTENT_COLUMNS) if cache else (keys.iloc[0:0], keys)
+    positions = todo["position"].tolist()
+    decoded = _records(run_chunks("decode", inspect_files, chunked([paths[p] for p in positions], chunk_size)),
+                       index=positions).reindex(columns=FRAME_COLUMNS)
+    if cache and len(decoded):  # a file that could not be read the second time has no sha256: nothing to cache
+        cache.add(decoded[decoded[Col.SHA256].notna()], CONTENT_COLUMNS)
+    known = known.set_index("position").drop(columns=Col.SHA256)
+    reused = hashed.loc[known.index, [Col.SHA256, Col.BYTES]].join(known)
+    untouched = hashed.drop(index=[*known.index, *decoded.index])  # files that could not be read
+    parts = [part for part in (untouched, reused, decoded) if len(part)]
+    frame = pd.concat(parts).sort_index().reindex(columns=FRAME_COLUMNS)
     frame.insert(0, Col.ROW, range(len(inventory.images)))
     frame.insert(1, Col.PATH, [printable(str(found.path)) for found in inventory.images])
     frame.insert(2, Col.SPLIT, [found.split for found in inventory.images])
     labels = [None if found.label is None else printable(found.label) for found in inventory.images]
     frame.insert(3, Col.LABEL, pd.array(labels, dtype="string"))
+    frame[Col.VALID] = frame[Col.VALID].astype(bool)
     for column in (Col.SHA256, Col.ERROR, Col.FORMAT):
-        if column not in frame:
-            frame[column] = None
         frame[column] = frame[column].astype("string")
     for column in (Col.BYTES, Col.WIDTH, Col.HEIGHT):
-        frame[column] = frame.get(column, pd.Series(index=frame.index, dtype="float64")).astype("Int64")
+        frame[column] = frame[column].astype("float64").astype("Int64")
     for column in (Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL):
-        frame[column] = frame.get(column, pd.Series(index=frame.index, dtype="float64")).astype("float64")
-    if SIGNATURE not in frame:
-        frame[SIGNATURE] = None
-    return frame
+        frame[column] = frame[column].astype("float64")
+    frame[SIGNATURE] = frame[SIGNATURE].astype(object).where(frame[SIGNATURE].notna(), None)
+    return frame.reset_index(drop=True)

@@ -9,6 +9,8 @@ import contextlib
 import os
 import shutil
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.cache import EmbeddingCache
+from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.config import SimilarityConfig
 from tasks.progress import follow_percentages
 from tasks.schema import Col
@@ -71,6 +74,10 @@ def _output_to(log_path: Path) -> Iterator[TextIO]:
                 os.close(descriptor)
 
 
+# fastdup keeps process-wide state and its output is redirected per process: one call at a time per process.
+_FASTDUP_CALL = threading.Lock()
+
+
 class FastdupEngine:
     """fastdup's bundled offline model (d=576): features for a list of files, and the kNN graph over vectors.
 
@@ -85,6 +92,10 @@ class FastdupEngine:
     def embed(self, images: Sequence[Path], work_dir: Path) -> Embedded:
         import fastdup  # imported late: it is slow to import and sets process-wide options
 
+        with _FASTDUP_CALL:
+            return self._embed(fastdup, images, work_dir)
+
+    def _embed(self, fastdup, images: Sequence[Path], work_dir: Path) -> Embedded:
         if work_dir.exists():
             shutil.rmtree(work_dir)
         staging = work_dir / "input"
@@ -125,6 +136,10 @@ class FastdupEngine:
     def neighbours(self, vectors: np.ndarray, settings: SimilarityConfig, work_dir: Path) -> pd.DataFrame:
         import fastdup
 
+        with _FASTDUP_CALL:
+            return self._neighbours(fastdup, vectors, settings, work_dir)
+
+    def _neighbours(self, fastdup, vectors: np.ndarray, settings: SimilarityConfig, work_dir: Path) -> pd.DataFrame:
         if work_dir.exists():
             shutil.rmtree(work_dir)
         work_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -214,15 +229,39 @@ def empty_pairs() -> pd.DataFrame:
     )
 
 
+def embed_chunk(images: Sequence[Path], engine: SimilarityEngine, work_dir: Path) -> Embedded:
+    """Embed one chunk of images in a folder of its own below `work_dir` (chunks may run at the same time)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return engine.embed(images, Path(tempfile.mkdtemp(prefix="chunk-", dir=work_dir)))
+
+
+def embed_in_chunks(
+    images: Sequence[Path], engine: SimilarityEngine, work_dir: Path, run_chunks: ChunkMap, chunk_size: int
+) -> Embedded:
+    """Embed `images` in chunks of `chunk_size` on `run_chunks`; positions index `images` as for one call."""
+    parts = run_chunks("embed", embed_chunk, chunked(images, chunk_size), engine=engine, work_dir=work_dir)
+    starts = range(0, len(images), chunk_size)
+    width = max((part.vectors.shape[1] for part in parts if len(part.positions)), default=0)
+    return Embedded(
+        positions=np.concatenate([part.positions + start for part, start in zip(parts, starts, strict=True)]),
+        vectors=np.concatenate([part.vectors.reshape(-1, width) for part in parts]).astype(np.float32)
+        if width else np.empty((0, 0), np.float32),
+        failed={position + start: reason for part, start in zip(parts, starts, strict=True)
+                for position, reason in part.failed.items()},
+    )
+
+
 def compute_similarity(
     files: pd.DataFrame,
     settings: SimilarityConfig,
     work_dir: Path,
     engine: SimilarityEngine | None = None,
     cache_dir: Path | None = None,
+    run_chunks: ChunkMap = run_here,
+    chunk_size: int = 5000,
 ) -> Similarity:
-    """Embed the readable files of an ingest frame (reusing cached vectors by content), search their nearest
-    neighbours, and key the results by manifest row."""
+    """Embed the readable files of an ingest frame (reusing cached vectors by content) in chunks of `chunk_size`
+    on `run_chunks`, search the nearest neighbours of all vectors at once, and key the results by manifest row."""
     engine = engine or FastdupEngine()
     label = f"{engine.name} {engine.version()}"
     readable = files[files[Col.VALID]]
@@ -237,7 +276,8 @@ def compute_similarity(
     cache = EmbeddingCache(cache_dir, label) if cache_dir else None
     known = cache.lookup(keys) if cache else {}
     missing = [position for position in range(len(rows)) if position not in known]
-    embedded = engine.embed([paths[position] for position in missing], work_dir / "embed") if missing else None
+    embedded = embed_in_chunks([paths[position] for position in missing], engine, work_dir / "embed", run_chunks,
+                               chunk_size) if missing else None
     vectors = dict(known)
     failed: dict[int, str] = {}
     if embedded is not None:

@@ -1,11 +1,14 @@
-"""Incremental re-runs: embeddings are cached by content, so only new or changed images are embedded."""
+"""Incremental re-runs: statistics, embeddings and verification results are cached by content, so only new or
+changed images are decoded and embedded, and only new pairs verified."""
 
 import shutil
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from tasks.cache import KEYS_FILE, VECTORS_FILE, EmbeddingCache
+from tasks.chunks import run_here
 from tasks.config import CurateConfig
 from tasks.ingest import find_files, ingest
 from tasks.similarity import PAIR_A, PAIR_B, compute_similarity
@@ -54,6 +57,47 @@ def test_re_runs_embed_only_new_images_and_renames_hit_the_cache(tmp_path, textu
     gif_row = int(files.loc[files["path"] == str(data / "only_new.gif"), "row"].iloc[0])
     assert similarity.embedded == 1 and similarity.unanalysed == {gif_row: "ERROR_CORRUPT_IMAGE"}
     assert similarity.skipped is None and len(similarity.pairs) > 0
+
+
+class CountingChunks:
+    """Runs chunks here and counts the items each kind of work was given: what a run recomputed."""
+
+    def __init__(self) -> None:
+        self.items: Counter[str] = Counter()
+
+    def __call__(self, name, function, chunks, **shared):
+        self.items[name] += sum(len(chunk) for chunk in chunks)
+        return run_here(name, function, chunks, **shared)
+
+
+def test_re_runs_decode_only_new_or_changed_files(tmp_path, texture):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    for seed in range(7):
+        texture(data / f"{seed}.jpg", seed=seed)
+    (data / "broken.jpg").write_bytes(b"not an image")
+
+    def run(cache_dir=cache):
+        counting = CountingChunks()
+        frame = ingest(find_files({"train": data}, (".jpg",)), cache_dir, counting, chunk_size=3)
+        return frame.set_index("path"), counting.items
+
+    cold, work = run()
+    assert work == {"hash": 8, "decode": 8}
+    assert cold.loc[str(data / "broken.jpg"), "error"] == "not an image in a format Pillow can read"
+
+    warm, work = run()
+    assert work == {"hash": 8, "decode": 0}, "unchanged files are hashed, not decoded"
+    pd.testing.assert_frame_equal(warm, cold)
+
+    shutil.move(data / "3.jpg", data / "renamed.jpg")
+    texture(data / "5.jpg", seed=50)  # edited in place
+    texture(data / "new.jpg", seed=60)
+    changed, work = run()
+    assert work == {"hash": 9, "decode": 2}, "a renamed file hits the cache; an edited and a new one do not"
+    pd.testing.assert_series_equal(changed.loc[str(data / "renamed.jpg")].drop("row"),
+                                   cold.loc[str(data / "3.jpg")].drop("row"), check_names=False)
+    uncached, _ = run(cache_dir=None)
+    pd.testing.assert_frame_equal(changed, uncached)
 
 
 def test_the_cache_survives_reopening_and_ignores_a_torn_write(tmp_path):

@@ -1,0 +1,31 @@
+"""Work in chunks. The stages that touch every image (hashing, decoding, embedding, verification) cut their work
+into chunks and hand them to a `ChunkMap`, which decides where the chunks run.
+
+`run_here` runs them one after another in this process, which is what the plain functions and their tests use.
+The flow passes a map backed by a Prefect task runner (threads, processes or a Dask cluster, see
+`flows.runners`), so the same stage code scales out without knowing where it runs.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class ChunkMap(Protocol):
+    def __call__(
+        self, name: str, function: Callable[..., Result], chunks: Sequence[Any], **shared: Any
+    ) -> list[Result]:
+        """`[function(chunk, **shared) for chunk in chunks]`, in order; `name` names the work in logs and UIs."""
+        ...
+
+
+def run_here(name: str, function: Callable[..., Result], chunks: Sequence[Any], **shared: Any) -> list[Result]:
+    """Run every chunk in this process, in order. Each stage function already uses the machine's cores."""
+    return [function(chunk, **shared) for chunk in chunks]
+
+
+def chunked(items: Sequence[Item], size: int) -> list[Sequence[Item]]:
+    """`items` cut into consecutive slices of at most `size` (no slice when there are no items)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]

@@ -1,0 +1,50 @@
+"""Scale-out: the per-image work runs in chunks on a Prefect task runner, and where it runs changes no answer."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.curate import main
+from flows.runners import task_runner
+from tasks.config import ConfigError, CurateConfig, RunnerConfig, load_config
+from tasks.ingest import find_files, ingest
+from tasks.schema import Col
+from tasks.similarity import compute_similarity
+from tests.conftest import split_args
+
+SETTINGS = CurateConfig().similarity
+
+
+def test_chunked_embedding_finds_the_same_neighbours(tmp_path, texture):
+    for seed in range(13):
+        texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
+    files = ingest(find_files({"train": tmp_path / "data"}, (".jpg",)))
+    whole = compute_similarity(files, SETTINGS, tmp_path / "whole")
+    chunked = compute_similarity(files, SETTINGS, tmp_path / "chunked", chunk_size=5)
+    assert chunked.embedded == whole.embedded == 13
+    pd.testing.assert_frame_equal(chunked.pairs, whole.pairs)
+
+
+def test_runner_settings_are_checked():
+    with pytest.raises(ConfigError, match="runner: dask_address needs kind: dask"):
+        load_config(overrides=["runner.dask_address=tcp://127.0.0.1:8786"])
+    assert load_config(overrides=["runner.kind=processes"]).runner.kind == "processes"
+    assert type(task_runner(RunnerConfig(kind="dask", dask_address="tcp://127.0.0.1:8786"))).__name__ == \
+        "DaskTaskRunner"
+
+
+def test_a_local_dask_cluster_gives_the_same_manifest_as_the_default_runner(curated, demo, tmp_path):
+    """Two Dask worker processes, small chunks (so every stage has several) and an empty cache (so the work is
+    really done on the workers): the manifest must be the default runner's, row for row."""
+    _, _, expected, _ = curated
+    root, _ = demo
+    out = tmp_path / "out"
+    status = main([
+        *split_args(root), "--out", str(out), "--set", "runner.kind=dask", "--set", "runner.workers=2",
+        "--set", "runner.chunk_size=40", "--set", f"cache_dir={tmp_path / 'cache'}",
+    ])
+    assert status == 0
+    manifest = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH, drop=False)
+    pd.testing.assert_frame_equal(manifest, expected.loc[manifest.index], check_exact=False, rtol=1e-5)
+    assert len(manifest) > 3 * 40, "the demo needs more than three chunks for this test to mean anything"
+    assert np.array_equal(manifest.index, expected.index)
