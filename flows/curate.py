@@ -68,11 +68,6 @@ def cache_folder(config: CurateConfig) -> Path | None:
 
 
 # Stages: thin wrappers over the plain functions in `tasks/`. No caching on DataFrame inputs (hashing is slow).
-@task(name="verify", cache_policy=NO_CACHE)
-def verify_task(files: pd.DataFrame, similarity: Similarity, config: CurateConfig) -> pd.DataFrame:
-    return verify_candidates(files, similarity.pairs, config.verification, cache_dir=cache_folder(config))
-
-
 @task(name="classify", cache_policy=NO_CACHE)
 def classify_task(
     files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig, overrides: dict
@@ -175,9 +170,9 @@ def _run_metadata(config: CurateConfig, similarity: Similarity, started: datetim
     }
 
 
-def _timed(timings: dict[str, float], stage: str, function, *args):
+def _timed(timings: dict[str, float], stage: str, function, *args, **kwargs):
     clock = time.perf_counter()
-    result = function(*args)
+    result = function(*args, **kwargs)
     timings[stage] = time.perf_counter() - clock
     return result
 
@@ -195,18 +190,22 @@ def curate(
         staging = new_staging(out_dir)
         timings: dict[str, float] = {}
         with chunk_map(config.runner) as chunks:
-            # Ingest and similarity run in the flow itself: their chunks are the task runs (a chunk submitted
-            # from inside another task run cannot be sent to Dask: that task run's context does not serialise).
-            files = _timed(timings, "ingest", ingest, inventory, cache_folder(config), chunks, config.runner.chunk_size)
+            # Ingest, similarity and verification run in the flow itself: their chunks are the task runs (a chunk
+            # submitted from inside another task run cannot be sent to Dask: its context does not serialise).
+            files = _timed(timings, "ingest", ingest, inventory, cache_dir=cache_folder(config), run_chunks=chunks,
+                           chunk_size=config.runner.chunk_size)
             get_run_logger().info("ingest: %d files, %d readable, %d non-image files ignored",
                                   len(files), int(files["valid"].sum()), len(inventory.ignored))
             similarity = _timed(
-                timings, "similarity", compute_similarity, files, config.similarity, out_dir / ".work", None,
-                cache_folder(config), chunks, config.runner.chunk_size,
+                timings, "similarity", compute_similarity, files, config.similarity, out_dir / ".work",
+                cache_dir=cache_folder(config), run_chunks=chunks, chunk_size=config.runner.chunk_size,
             )
             get_run_logger().info("similarity: %d images embedded, the others' vectors reused from the cache",
                                   similarity.embedded)
-            matches = _timed(timings, "verify", verify_task, files, similarity, config)
+            matches = _timed(
+                timings, "verify", verify_candidates, files, similarity.pairs, config.verification,
+                cache_dir=cache_folder(config), run_chunks=chunks, chunk_size=config.runner.chunk_size,
+            )
         manifest = _timed(timings, "classify", classify_task, files, similarity, matches, config, overrides)
         gate = _timed(timings, "expectations", expectations_task, manifest, config, staging / "quality" / "data_docs")
         bands = config.bands.thresholds()

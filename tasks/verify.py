@@ -24,6 +24,7 @@ import pandas as pd
 from PIL import Image
 
 from tasks.cache import PairCache
+from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.config import VerificationConfig
 from tasks.imagestats import SIGNATURE, eight_bit
 from tasks.progress import progress
@@ -417,10 +418,14 @@ def verify_candidates(
     settings: VerificationConfig,
     workers: int = 2,
     cache_dir: Path | None = None,
+    run_chunks: ChunkMap = run_here,
+    chunk_size: int = 5000,
 ) -> pd.DataFrame:
     """The verification stage: candidate pairs (row_a, row_b, similarity) with relation, match_score, inliers,
     transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
-    contents verified before (with the same settings) are not verified again."""
+    contents verified before (with the same settings) are not verified again. The pairs to verify run in chunks
+    of `chunk_size` on `run_chunks`; each chunk extracts the features of its own images, so memory is bounded by
+    the chunk, not the dataset."""
     candidates = select_candidates(files, pairs, settings)
     by_row = files.set_index(Col.ROW)
     located = candidates.assign(
@@ -431,7 +436,9 @@ def verify_candidates(
     )
     cache = PairCache(cache_dir, settings.model_dump_json()) if cache_dir else None
     known, todo = cache.split(located, RESULT_COLUMNS) if cache else (None, located)
-    verified = verify_pairs(todo, settings, workers=workers) if len(todo) else todo.assign(
+    verified = pd.concat(
+        run_chunks("verify", verify_pairs, chunked(todo, chunk_size), settings=settings, workers=workers)
+    ) if len(todo) else todo.assign(
         **{RELATION: pd.Series(dtype="string"), MATCH_SCORE: 0.0, INLIERS: 0, TRANSFORM: "", COVERAGE: 0.0}
     )
     if cache:
