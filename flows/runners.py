@@ -30,10 +30,11 @@ def task_runner(settings: RunnerConfig) -> TaskRunner:
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
     # One thread per worker process: each chunk already uses threads (decoding, verification) or fastdup's own.
-    # No dashboard: it would open a web port, and it needs bokeh, which Curate does not install.
-    return DaskTaskRunner(
-        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
-    )
+    # Loopback only, and no dashboard (it needs bokeh, which Curate does not install).
+    return DaskTaskRunner(cluster_kwargs={
+        "n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
+        "dashboard_address": None,
+    })
 
 
 class TaskRunnerChunks:
