@@ -1,5 +1,5 @@
 """Content-keyed caches: an image's statistics and embedding, and a pair's verification, are computed once,
-whatever the files are called.
+whatever the files are called; the neighbour search is not repeated over the same vectors.
 
 Keys are sha256 digests of the file bytes, so a renamed or moved file hits the cache and an edited one misses.
 Each engine version has its own folder (vectors from another model are not comparable). Files are replaced
@@ -10,10 +10,13 @@ import hashlib
 import os
 import re
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 KEYS_FILE, VECTORS_FILE = "keys.parquet", "vectors.npy"
 
@@ -95,6 +98,40 @@ class ResultCache:
 def settings_digest(settings: str) -> str:
     """A short name for one set of settings, for a cache file's name."""
     return hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
+def digest_of(parts: Iterable[str]) -> str:
+    """One sha256 over many strings, e.g. the contents' keys of every image a search covers, in order."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class LastResult:
+    """The last result computed at one place, with the key of its inputs, in one Parquet file: a re-run with
+    the same key reads it back, and any other key computes it again and replaces it (so the file stays one
+    result, however many runs there were)."""
+
+    _KEY = b"curate_input_key"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def get(self, key: str) -> pd.DataFrame | None:
+        if not self.path.exists():
+            return None
+        table = pq.read_table(self.path)
+        return table.to_pandas() if (table.schema.metadata or {}).get(self._KEY) == key.encode() else None
+
+    def put(self, key: str, frame: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), self._KEY: key.encode()})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{uuid.uuid4().hex[:8]}.parquet")
+        pq.write_table(table, temporary)
+        os.replace(temporary, self.path)
 
 
 class PairCache(ResultCache):

@@ -20,7 +20,7 @@ from typing import Protocol, TextIO
 import numpy as np
 import pandas as pd
 
-from tasks.cache import EmbeddingCache
+from tasks.cache import EmbeddingCache, LastResult, digest_of, settings_digest
 from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.config import SimilarityConfig
 from tasks.progress import follow_percentages
@@ -261,7 +261,8 @@ def compute_similarity(
     chunk_size: int = 5000,
 ) -> Similarity:
     """Embed the readable files of an ingest frame (reusing cached vectors by content) in chunks of `chunk_size`
-    on `run_chunks`, search the nearest neighbours of all vectors at once, and key the results by manifest row."""
+    on `run_chunks`, search the nearest neighbours of all vectors at once (unless the last search in `cache_dir`
+    covered the same contents in the same order), and key the results by manifest row."""
     engine = engine or FastdupEngine()
     label = f"{engine.name} {engine.version()}"
     readable = files[files[Col.VALID]]
@@ -293,7 +294,14 @@ def compute_similarity(
             pairs=empty_pairs(), engine=label, unanalysed=unanalysed, embedded=len(missing),
             skipped=f"{len(present)} images {engine.name} could read; it needs at least {settings.min_images}",
         )
-    neighbours = engine.neighbours(np.stack([vectors[p] for p in present]), settings, work_dir / "search")
+    # The same contents in the same order, with the same engine and settings, have the same neighbours.
+    search_key = digest_of([label, settings.model_dump_json(), *(keys[p] for p in present)])
+    last_search = LastResult(cache_dir / f"neighbours-{settings_digest(label)}.parquet") if cache_dir else None
+    neighbours = last_search.get(search_key) if last_search else None
+    if neighbours is None:
+        neighbours = engine.neighbours(np.stack([vectors[p] for p in present]), settings, work_dir / "search")
+        if last_search:
+            last_search.put(search_key, neighbours)
     return Similarity(
         pairs=unordered_pairs(neighbours, rows[present]),
         engine=label,

@@ -59,6 +59,23 @@ def test_re_runs_embed_only_new_images_and_renames_hit_the_cache(tmp_path, textu
     assert similarity.skipped is None and len(similarity.pairs) > 0
 
 
+def test_the_neighbour_search_is_repeated_only_when_the_contents_change(tmp_path, texture, monkeypatch):
+    from tasks.similarity import FastdupEngine
+
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    for seed in range(12):
+        texture(data / f"{seed}.jpg", seed=seed)
+    searches = []
+    search = FastdupEngine.neighbours
+    monkeypatch.setattr(FastdupEngine, "neighbours", lambda self, *a, **k: searches.append(1) or search(self, *a, **k))
+    _, cold_pairs = run(data, tmp_path / "w1", cache)
+    _, pairs = run(data, tmp_path / "w2", cache)
+    assert len(searches) == 1 and pairs == cold_pairs, "the same contents: the last search is read back"
+    texture(data / "new.jpg", seed=100)
+    _, pairs = run(data, tmp_path / "w3", cache)
+    assert len(searches) == 2 and any(str(data / "new.jpg") in pair for pair in pairs)
+
+
 class CountingChunks:
     """Runs chunks here and counts the items each kind of work was given: what a run recomputed."""
 
