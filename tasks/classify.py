@@ -8,8 +8,10 @@ verification found to show the same scene (duplicates) or part of it (overlaps).
 Exactly one member of each group is kept, chosen by `choose_keepers` (the rule is in the README).
 """
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import contextlib
+import gc
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,8 @@ class Evidence:
     files: pd.DataFrame
     matches: pd.DataFrame  # verified pairs (row_a, row_b, relation, match_score, transform, ...)
     config: CurateConfig
+    # Values several detectors share (anomaly strengths, similarity bands), computed once per evidence.
+    computed: dict[str, pd.DataFrame | pd.Series] = field(default_factory=dict, compare=False, repr=False)
 
 
 Detector = Callable[[Evidence], pd.Series]
@@ -82,18 +86,70 @@ def connected_groups(n_rows: int, row_a: np.ndarray, row_b: np.ndarray) -> np.nd
 
 def _exact_duplicate_edges(files: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Edges linking each readable file to the first file with the same sha256 (a star per hash)."""
-    readable = files[files[Col.VALID]]
+    readable = files.loc[files[Col.VALID], [Col.ROW, Col.SHA256]]
+    readable = readable[readable[Col.SHA256].duplicated(keep=False)]  # grouping only these is much faster
     first = readable.groupby(Col.SHA256)[Col.ROW].transform("min")
     linked = readable[readable[Col.ROW] != first]
     return linked[Col.ROW].to_numpy(dtype=np.int64), first[linked.index].to_numpy(dtype=np.int64)
+
+
+def ranked_neighbours(pairs: pd.DataFrame) -> pd.DataFrame:
+    """What `tasks.similarity.neighbours_by_row` returns (each pair from both sides: row, other, similarity; most
+    similar first within a row, ties by the smaller other row), in the same order, with a fresh RangeIndex, and a
+    `rank` column: the position of the pair within its row (0 = nearest neighbour).
+
+    The general multi-column sort takes most of classification's time at a million images; here one integer sort
+    on (row, similarity rounded to float32) orders almost everything, and only runs of equal keys are sorted
+    again exactly (by similarity, other row, then input position, as the stable sort would)."""
+    a = pairs[PAIR_A].to_numpy(dtype=np.int64)
+    b = pairs[PAIR_B].to_numpy(dtype=np.int64)
+    if len(a) and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= 2**31):
+        sorted_pairs = neighbours_by_row(pairs).reset_index(drop=True)
+        return sorted_pairs.assign(rank=sorted_pairs.groupby("row", sort=False).cumcount().to_numpy(np.int64))
+    other = np.concatenate([b, a])
+    similarity = np.concatenate([pairs[SIMILARITY].to_numpy(dtype=np.float64)] * 2)
+    # The key: the row in the high 32 bits; in the low ones, the float32 bits of -similarity mapped to integers in
+    # the same order (rounding to float32 never reverses an order; + 0.0 turns -0.0 into 0.0, which pandas sorts
+    # as equal too); missing similarities last, as pandas sorts them.
+    key = np.concatenate([a, b])
+    np.left_shift(key, 32, out=key)
+    bits = (-similarity + 0.0).astype(np.float32).view(np.uint32)
+    negative = bits >= np.uint32(0x80000000)
+    np.invert(bits, out=bits, where=negative)
+    np.bitwise_or(bits, np.uint32(0x80000000), out=bits, where=~negative)
+    del negative
+    bits[np.isnan(similarity)] = np.uint32(0xFFFFFFFF)
+    np.bitwise_or(key, bits, out=key)
+    del bits
+    order = np.argsort(key)
+    ordered_key = key[order]
+    ties = np.flatnonzero(ordered_key[1:] == ordered_key[:-1])
+    if len(ties):
+        slots = np.unique(np.concatenate([ties, ties + 1]))  # runs of equal keys: contiguous, in key order
+        run = order[slots]
+        order[slots] = run[np.lexsort((run, other[run], -similarity[run] + 0.0, key[run]))]
+    del key
+    row = np.right_shift(ordered_key, 32, out=ordered_key)  # the exact pass reordered only within equal keys
+    other = other[order]
+    similarity = similarity[order]
+    del order
+    # Position within the row: distance from the row's first pair.
+    rank = np.zeros(len(row), dtype=np.int64)
+    if len(row):
+        changes = np.flatnonzero(row[1:] != row[:-1]) + 1
+        rank[changes] = changes
+        np.maximum.accumulate(rank, out=rank)
+        np.subtract(np.arange(len(row), dtype=np.int64), rank, out=rank)
+    return pd.DataFrame({"row": row, "other": other, SIMILARITY: similarity, "rank": rank}, copy=False)
 
 
 def _density_ratio(neighbours: pd.DataFrame, k: int) -> pd.Series:
     """Mean similarity of each row to its k nearest neighbours, divided by the same mean of those neighbours.
 
     About 1 where an image sits as densely as its neighbours; well below 1 for an image far from a dataset
-    whose other images are close to each other: a local-outlier-factor, so a sparse class is not flagged."""
-    nearest = neighbours.groupby("row", sort=False).head(k)
+    whose other images are close to each other: a local-outlier-factor, so a sparse class is not flagged.
+    `neighbours` as `ranked_neighbours` returns them."""
+    nearest = neighbours[neighbours["rank"].to_numpy() < k]
     own = nearest.groupby("row")[SIMILARITY].mean()
     theirs = own.reindex(nearest["other"].to_numpy()).to_numpy()
     return own / pd.Series(theirs, index=nearest["row"].to_numpy()).groupby(level=0).mean()
@@ -101,14 +157,14 @@ def _density_ratio(neighbours: pd.DataFrame, k: int) -> pd.Series:
 
 def _nearest_neighbours(files: pd.DataFrame, neighbours: pd.DataFrame) -> pd.DataFrame:
     """Each row's most similar neighbour among its recorded pairs (ties broken by the smaller row)."""
-    best = neighbours.drop_duplicates("row").set_index("row")
+    best = neighbours[neighbours["rank"].to_numpy() == 0]
     paths = files[Col.PATH]
     return pd.DataFrame(
         {
             Col.NN_PATH: paths.reindex(best["other"].to_numpy()).to_numpy(),
             Col.NN_SIMILARITY: best[SIMILARITY].to_numpy(),
         },
-        index=best.index,
+        index=pd.Index(best["row"].to_numpy(), name="row"),
     )
 
 
@@ -136,7 +192,7 @@ def build_evidence(
     frame[ENGINE_ERROR] = pd.Series(similarity.unanalysed, dtype="string").reindex(frame.index)
 
     pairs = similarity.pairs
-    neighbours = neighbours_by_row(pairs)
+    neighbours = ranked_neighbours(pairs)
     nearest = _nearest_neighbours(frame, neighbours)
     frame[Col.DENSITY_RATIO] = _density_ratio(neighbours, config.similarity.nearest_neighbors).reindex(frame.index)
     frame[Col.NN_PATH] = nearest[Col.NN_PATH].reindex(frame.index).astype("string")
@@ -166,13 +222,15 @@ def build_evidence(
 def _rows_in_band(evidence: Evidence, band: Band) -> pd.Series:
     """Rows whose strongest pair (their nearest neighbour) falls in `band`: each image is reported in its
     strongest band only."""
-    return (band_of(evidence.files[Col.NN_SIMILARITY], evidence.config) == band.value).fillna(False).astype(bool)
+    if "nn_band" not in evidence.computed:
+        evidence.computed["nn_band"] = band_of(evidence.files[Col.NN_SIMILARITY], evidence.config)
+    return (evidence.computed["nn_band"] == band.value).fillna(False).astype(bool)
 
 
 def _group_has_many(evidence: Evidence, column: str) -> pd.Series:
     """Rows whose duplicate group holds more than one distinct non-null value of `column`."""
     files = evidence.files
-    grouped = files[files[Col.DUP_GROUP].notna()]
+    grouped = files.loc[files[Col.DUP_GROUP].notna(), [Col.DUP_GROUP, column]]
     distinct = grouped.groupby(Col.DUP_GROUP)[column].nunique(dropna=True)
     many = distinct[distinct > 1].index
     return files[Col.DUP_GROUP].isin(many).fillna(False).astype(bool)
@@ -218,8 +276,10 @@ def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
     but well-exposed scene is not blurry) and a low Laplacian variance (a dim or flat but sharp image is not
     blurry); dark uses log brightness; bright the log distance of the black level from white (washed out);
     outlier the density ratio."""
+    if "anomaly_strengths" in evidence.computed:
+        return evidence.computed["anomaly_strengths"]
     files, quality = evidence.files, evidence.config.quality
-    return pd.DataFrame(
+    strengths = evidence.computed["anomaly_strengths"] = pd.DataFrame(
         {
             Issue.BLURRY.value: np.minimum(
                 _strength(files[Col.SHARPNESS], 0.1, quality.blurry_z),
@@ -230,6 +290,7 @@ def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
             Issue.OUTLIER.value: _strength(files[Col.DENSITY_RATIO], 0.01, quality.outlier_z),
         }
     )
+    return strengths
 
 
 def _anomaly(evidence: Evidence, issue: Issue) -> pd.Series:
@@ -306,7 +367,7 @@ def choose_keepers(evidence: Evidence, flags: pd.DataFrame) -> pd.Series:
     a dropped quality issue; an evaluation split (decisions.evaluation_splits, in their order); labeled over
     unlabeled; more pixels; more bytes; then the first path in sort order."""
     files = evidence.files
-    members = files[files[Col.DUP_GROUP].notna()]
+    members = files.iloc[np.flatnonzero(files[Col.DUP_GROUP].notna().to_numpy(dtype=bool))]
     dropped_issues = [issue.value for issue in evidence.config.decisions.drop]
     evaluation_rank = {split: rank for rank, split in enumerate(evidence.config.decisions.evaluation_splits)}
     keys = pd.DataFrame(
@@ -352,22 +413,27 @@ def decide(evidence: Evidence, flags: pd.DataFrame) -> pd.DataFrame:
     actions = np.select(
         conditions, [Action.DROP, Action.DROP, Action.DROP, Action.REVIEW, Action.KEEP], default=Action.KEEP
     )
-    reasons = np.select(
-        conditions,
-        [
-            "corrupt: " + files[Col.ERROR].fillna("unreadable"),
-            np.where(flags[Issue.OVERLAP.value] & ~flags[[Issue.NEAR_DUPLICATE.value, Issue.EXACT_DUPLICATE.value]]
-                     .any(axis=1), "overlaps ", "duplicate of ") + duplicate_of.fillna(""),
-            "drop: " + _issue_text(flags, decisions.drop),
-            "review: " + _issue_text(flags, decisions.review),
-            "kept copy of duplicate group " + files[Col.DUP_GROUP].astype("string").fillna(""),
-        ],
-        default=np.where(
-            files[ENGINE_ERROR].notna(),
-            "no issue found, but similarity could not analyse it (" + files[ENGINE_ERROR].fillna("") + ")",
-            "no issue",
-        ),
-    )
+    # Each reason is written only for the rows it explains (the first condition that holds, as for the actions):
+    # building every reason for every row would make millions of strings to throw away.
+    overlap_only = flags[Issue.OVERLAP.value] & ~flags[[Issue.NEAR_DUPLICATE.value, Issue.EXACT_DUPLICATE.value]
+                                                       ].any(axis=1)
+    explain: list[Callable[[np.ndarray], pd.Series]] = [
+        lambda rows: "corrupt: " + files[Col.ERROR].iloc[rows].fillna("unreadable"),
+        lambda rows: np.where(overlap_only.iloc[rows], "overlaps ", "duplicate of ")
+        + duplicate_of.iloc[rows].fillna(""),
+        lambda rows: "drop: " + _issue_text(flags.iloc[rows], decisions.drop),
+        lambda rows: "review: " + _issue_text(flags.iloc[rows], decisions.review),
+        lambda rows: "kept copy of duplicate group " + files[Col.DUP_GROUP].iloc[rows].astype("string").fillna(""),
+    ]
+    reasons = np.full(len(files), "no issue", dtype=object)
+    which = np.select([condition.to_numpy(dtype=bool) for condition in conditions], list(range(len(conditions))),
+                      default=len(conditions))
+    for number, reason in enumerate(explain):
+        rows = np.flatnonzero(which == number)
+        reasons[rows] = reason(rows).to_numpy(dtype=object)
+    unanalysed = np.flatnonzero((which == len(conditions)) & files[ENGINE_ERROR].notna().to_numpy(dtype=bool))
+    reasons[unanalysed] = ("no issue found, but similarity could not analyse it ("
+                           + files[ENGINE_ERROR].iloc[unanalysed] + ")").to_numpy(dtype=object)
     return pd.DataFrame(
         {
             Col.ACTION: pd.array(actions, dtype="string"),
@@ -376,6 +442,29 @@ def decide(evidence: Evidence, flags: pd.DataFrame) -> pd.DataFrame:
         },
         index=files.index,
     )
+
+
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: allocating a million small containers would make it scan the whole
+    heap (every ingest row's objects) several times, for nothing, since they cannot form cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def issue_lists(flags: pd.DataFrame) -> list[list[str]]:
+    """Each row's issues as a list of names, in vocabulary (column) order; a new list per row."""
+    with _without_cyclic_gc():
+        lists: list[list[str]] = [[] for _ in range(len(flags))]
+    for issue in flags.columns:
+        for position in np.flatnonzero(flags[issue].to_numpy(dtype=bool)).tolist():
+            lists[position].append(issue)
+    return lists
 
 
 def classify(
@@ -390,6 +479,6 @@ def classify(
     evidence = build_evidence(files, similarity, matches, config)
     flags = detect_issues(evidence)
     manifest = evidence.files.copy()
-    manifest[Col.ISSUES] = [[issue for issue, hit in row.items() if hit] for row in flags.to_dict("records")]
+    manifest[Col.ISSUES] = issue_lists(flags)
     manifest = manifest.join(decide(evidence, flags))
     return apply_overrides(manifest.reset_index(drop=True), overrides or {})

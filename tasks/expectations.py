@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from tasks.config import CurateConfig
-from tasks.schema import Action, Col, Issue
+from tasks.schema import Action, Col, Issue, issue_flags
 
 SPLIT_LABEL = "split_label"  # "split/label" of labeled rows, for the per-split label check
 HAS_LABEL_CONFLICT = "has_label_conflict"
@@ -56,7 +56,7 @@ def gate_frame(manifest: pd.DataFrame) -> pd.DataFrame:
             Col.VALID: manifest[Col.VALID].astype(bool),
             Col.SHA256: manifest[Col.SHA256].astype(object).where(manifest[Col.SHA256].notna(), None),
             Col.DUP_GROUP: manifest[Col.DUP_GROUP].astype("float64"),
-            HAS_LABEL_CONFLICT: manifest[Col.ISSUES].map(lambda issues: Issue.LABEL_CONFLICT.value in issues),
+            HAS_LABEL_CONFLICT: issue_flags(manifest[Col.ISSUES])[Issue.LABEL_CONFLICT.value],
             SPLIT_LABEL: (manifest[Col.SPLIT].astype(str) + "/" + manifest[Col.LABEL].astype(str)).where(labeled),
         }
     )

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.errors import OutputError
@@ -87,7 +88,7 @@ def summarize(
             "files": int(len(rows)),
             **{action.value: int((rows[Col.ACTION] == action.value).sum()) for action in Action},
         }
-        for split, rows in manifest.groupby(Col.SPLIT, sort=False)
+        for split, rows in manifest[[Col.SPLIT, Col.ACTION]].groupby(Col.SPLIT, sort=False)
     }
     return {
         "files": total,
@@ -188,11 +189,14 @@ def write_staged(
     `pair_similarities` (each neighbour pair's similarity) and `bands` (the configured thresholds) feed the
     report's histogram."""
     staged = OutputPaths(staging)
-    pq.write_table(to_table(manifest, metadata), staged.manifest)
+    table = to_table(manifest, metadata)
+    pq.write_table(table, staged.manifest)
     (staging / SPLITS_DIR).mkdir()
-    kept = manifest[manifest[Col.ACTION] == Action.KEEP.value]
+    # Each cleaned split: the kept rows of the manifest's table, filtered in Arrow rather than converted again.
+    kept = manifest[Col.ACTION] == Action.KEEP.value
     for split in manifest[Col.SPLIT].unique():
-        pq.write_table(to_table(kept[kept[Col.SPLIT] == split], metadata), staged.split(split))
+        rows = (kept & (manifest[Col.SPLIT] == split)).to_numpy(dtype=bool)
+        pq.write_table(table.filter(pa.array(rows)), staged.split(split))
     staged.quality.mkdir(exist_ok=True)
     (staged.quality / "expectations.json").write_text(json.dumps(gate.to_json(), indent=2, default=str))
     (staged.quality / "validation_result.json").write_text(json.dumps(gate.raw, indent=2, default=str))

@@ -4,7 +4,7 @@
 `report/index.html` (summary tables, plots, then one gallery section per finding) plus extra gallery pages and
 `thumbs/`. Nothing is loaded from the network, so the folder opens from disk and can be copied anywhere.
 
-The report must stay fast and small for 100,000 images: every gallery is capped and paginated (`ReportLimits`),
+The report must stay fast and small for a million images: every gallery is capped and paginated (`ReportLimits`),
 and thumbnails are generated only for the files actually shown, up to a hard cap. Every file name and value that
 reaches the page goes through `html.escape`, since file names are user data (`<script>` is a valid file name).
 """
@@ -13,7 +13,9 @@ import hashlib
 import html
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from tasks.schema import Action, Band, Col, Issue
+from tasks.schema import Action, Band, Col, Issue, issue_flags
 
 THUMBS_DIR = "thumbs"
 THUMB_SIZE = 128
@@ -68,6 +70,23 @@ class _Thumbnails:
             return self.made[path]
         if len(self.made) >= self.cap:
             return None
+        self.made[path] = self._make(path)
+        return self.made[path]
+
+    def prepare(self, paths: Iterable[str], workers: int) -> None:
+        """Generate, on `workers` threads, the thumbnails that calls of `get` with `paths` in this order would make
+        one by one (the same files, and the same cap); `get` then finds them made. Decoding, resizing and
+        encoding release the GIL, so threads overlap them."""
+        wanted: dict[str, None] = {}  # in order of first use
+        for path in paths:
+            if len(self.made) + len(wanted) >= self.cap:
+                break
+            if path not in self.made:
+                wanted[path] = None
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            self.made.update(zip(wanted, pool.map(self._make, wanted)))
+
+    def _make(self, path: str) -> str | None:
         # Named by a hash, never by the original name: names may hold characters unsafe in a URL or on disk.
         name = hashlib.sha256(path.encode("utf-8", "backslashreplace")).hexdigest()[:24] + ".jpg"
         try:
@@ -75,10 +94,9 @@ class _Thumbnails:
                 image.draft("RGB", (THUMB_SIZE * 2, THUMB_SIZE * 2))  # JPEG decodes at reduced scale: much faster
                 image.thumbnail((THUMB_SIZE, THUMB_SIZE))
                 image.convert("RGB").save(self.folder / name, "JPEG", quality=80)
-            self.made[path] = f"{THUMBS_DIR}/{name}"
         except (OSError, ValueError, Image.DecompressionBombError):
-            self.made[path] = None  # the file changed or vanished since ingest: the card says so
-        return self.made[path]
+            return None  # the file is missing, changed or vanished since ingest: the card says so
+        return f"{THUMBS_DIR}/{name}"
 
 
 def _e(value: Any) -> str:
@@ -95,20 +113,23 @@ def _number(value: Any, digits: int = 3) -> str:
 # ---------------------------------------------------------------- galleries
 
 
-def _with_issue(manifest: pd.DataFrame, issue: Issue) -> pd.Series:
-    return manifest[Col.ISSUES].map(lambda issues: issue.value in list(issues))
+def _rows(manifest: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
+    """manifest[mask], by position: a boolean filter would pass over every row of every column, taking the few
+    selected rows does not."""
+    return manifest.iloc[np.flatnonzero(mask.to_numpy(dtype=bool))]
 
 
-def _single(manifest: pd.DataFrame, issue: Issue, order: str, ascending: bool, limit: int) -> tuple[list[list[Row]], int]:
-    """Rows with `issue`, most severe first, capped at `limit`: one card each."""
-    rows = manifest[_with_issue(manifest, issue)]
+def _single(manifest: pd.DataFrame, flagged: pd.Series, order: str, ascending: bool, limit: int
+            ) -> tuple[list[list[Row]], int]:
+    """Rows where `flagged` (those with one issue), most severe first, capped at `limit`: one card each."""
+    rows = _rows(manifest, flagged)
     rows = rows.sort_values(order, ascending=ascending, na_position="last", kind="stable")
     return [[row] for row in rows.head(limit).to_dict("records")], len(rows)
 
 
 def _groups(manifest: pd.DataFrame, column: str, mask: pd.Series, limit: int) -> tuple[list[list[Row]], int]:
     """Groups of at least two rows by `column` among `mask`, largest first, capped at `limit` groups."""
-    rows = manifest[mask & manifest[column].notna()]
+    rows = _rows(manifest, mask & manifest[column].notna())
     sizes = rows[column].value_counts()
     sizes = sizes[sizes >= 2]
     # Largest groups first, then by id so the order does not depend on hashing.
@@ -129,6 +150,7 @@ def build_galleries(manifest: pd.DataFrame, limits: ReportLimits) -> list[Galler
     """Every gallery section, in page order, from the manifest alone."""
     limit = limits.page_size * limits.max_pages
     everything = pd.Series(True, index=manifest.index)
+    flags = issue_flags(manifest[Col.ISSUES])
     specs: list[tuple[str, str, str, Callable[[], tuple[list[list[Row]], int]], bool]] = [
         ("duplicates", "Duplicates and overlaps",
          "Members of each duplicate group side by side, the kept file first, with the evidence that joined them.",
@@ -137,19 +159,19 @@ def build_galleries(manifest: pd.DataFrame, limits: ReportLimits) -> list[Galler
          "Images linked by similarity at or above similarity.cluster_similarity (reported, not acted on).",
          lambda: _groups(manifest, Col.CLUSTER, everything, limit), True),
         ("outliers", "Outliers", "Out of domain: most isolated first (lowest density ratio).",
-         lambda: _single(manifest, Issue.OUTLIER, Col.DENSITY_RATIO, True, limit), False),
+         lambda: _single(manifest, flags[Issue.OUTLIER.value], Col.DENSITY_RATIO, True, limit), False),
         ("blurry", "Blurry", "Blurriest first (lowest sharpness).",
-         lambda: _single(manifest, Issue.BLURRY, Col.SHARPNESS, True, limit), False),
+         lambda: _single(manifest, flags[Issue.BLURRY.value], Col.SHARPNESS, True, limit), False),
         ("bright", "Bright (washed out)", "Most washed out first (highest black level).",
-         lambda: _single(manifest, Issue.BRIGHT, Col.BLACK_LEVEL, False, limit), False),
+         lambda: _single(manifest, flags[Issue.BRIGHT.value], Col.BLACK_LEVEL, False, limit), False),
         ("dark", "Dark", "Darkest first (lowest brightness).",
-         lambda: _single(manifest, Issue.DARK, Col.BRIGHTNESS, True, limit), False),
+         lambda: _single(manifest, flags[Issue.DARK.value], Col.BRIGHTNESS, True, limit), False),
         ("corrupt", "Corrupt files", "Files that could not be decoded, with the reason.",
-         lambda: _single(manifest, Issue.CORRUPT, Col.PATH, True, limit), False),
+         lambda: _single(manifest, flags[Issue.CORRUPT.value], Col.PATH, True, limit), False),
         ("split-leaks", "Split leaks", "Duplicate groups that span more than one split.",
-         lambda: _groups(manifest, Col.DUP_GROUP, _with_issue(manifest, Issue.SPLIT_LEAK), limit), True),
+         lambda: _groups(manifest, Col.DUP_GROUP, flags[Issue.SPLIT_LEAK.value], limit), True),
         ("label-conflicts", "Label conflicts", "Duplicate groups whose members carry different labels.",
-         lambda: _groups(manifest, Col.DUP_GROUP, _with_issue(manifest, Issue.LABEL_CONFLICT), limit), True),
+         lambda: _groups(manifest, Col.DUP_GROUP, flags[Issue.LABEL_CONFLICT.value], limit), True),
     ]
     galleries = []
     for key, heading, note, collect, grouped in specs:
@@ -425,9 +447,12 @@ def write_report(
     )
     toc = '<nav class="toc"><a href="#summary">summary</a><a href="#plots">plots</a>' + "".join(
         f'<a href="#{_e(g.key)}">{_e(g.heading.lower())} ({g.total:,})</a>' for g in galleries) + "</nav>"
+    paginated = [(gallery, paginate(gallery.items, limits)) for gallery in galleries]
+    # The thumbnails the pages below will show, in the order they show them: made in parallel beforehand.
+    thumbs.prepare((str(row[Col.PATH]) for _, pages in paginated for page in pages for item in page
+                    for row in item[: limits.max_group_members] if row[Col.VALID]), workers=min(8, os.cpu_count() or 1))
     sections = []
-    for gallery in galleries:
-        pages = paginate(gallery.items, limits)
+    for gallery, pages in paginated:
         sections.append(_gallery_html(gallery, pages, 1, limits, thumbs))
         for number in range(2, len(pages) + 1):
             body = ('<p><a href="index.html">← back to the report</a></p>'

@@ -8,8 +8,10 @@ import enum
 import json
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class Issue(enum.StrEnum):
@@ -117,6 +119,22 @@ def to_table(manifest: pd.DataFrame, metadata: dict[str, Any]) -> pa.Table:
     """Convert a manifest frame to an Arrow table with the contract schema and Curate's metadata attached."""
     table = pa.Table.from_pandas(manifest[list(MANIFEST_COLUMNS)], schema=MANIFEST_SCHEMA, preserve_index=False)
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True, default=str).encode()})
+
+
+def issue_flags(issues: pd.Series) -> pd.DataFrame:
+    """One boolean column per issue of the vocabulary (in its order): whether each row's list of issues holds it.
+
+    `issues` is a manifest's `issues` column (lists, or arrays when read back from Parquet). The lists go through
+    Arrow once instead of a Python test per row and issue: a million rows take milliseconds."""
+    lists = pa.array(issues.to_numpy(dtype=object), type=pa.list_(pa.string()))
+    names = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
+    owners = pc.list_parent_indices(lists).to_numpy()
+    flags = {}
+    for issue in Issue:
+        hit = np.zeros(len(issues), dtype=bool)
+        hit[owners[names == issue.value]] = True
+        flags[issue.value] = hit
+    return pd.DataFrame(flags, index=issues.index)
 
 
 def read_metadata(schema: pa.Schema) -> dict[str, Any]:

@@ -185,3 +185,28 @@ def test_a_file_the_engine_could_not_read_says_so():
     manifest = by_path(classify(files, similarity, NO_MATCHES, CurateConfig()))
     assert manifest["/d/0.gif"][Col.REASON] == "no issue found, but similarity could not analyse it (ERROR_CORRUPT_IMAGE)"
     assert manifest["/d/1.gif"][Col.REASON] == "no issue"
+
+
+@pytest.mark.parametrize("n_pairs", [0, 1, 5000])
+def test_ranked_neighbours_keep_the_order_of_neighbours_by_row(n_pairs):
+    """The fast sort behind nearest neighbours and density ratios orders pairs exactly as the general one,
+    including equal similarities (0.0 and -0.0 too), similarities equal once rounded to float32, and missing ones."""
+    import numpy as np
+
+    from tasks.classify import ranked_neighbours
+    from tasks.similarity import neighbours_by_row
+
+    rng = np.random.default_rng(11)
+    a, b = rng.integers(0, 400, n_pairs), rng.integers(0, 400, n_pairs)
+    close = 0.93 + rng.integers(0, 3, n_pairs) * 1e-12  # distinct float64 values, one float32 value
+    similarity = np.select(
+        [rng.random(n_pairs) < 0.3, rng.random(n_pairs) < 0.3, rng.random(n_pairs) < 0.05],
+        [close, rng.choice([0.5, 0.9, 1.0, 0.0, -0.0], n_pairs), np.nan],
+        default=rng.random(n_pairs),
+    )
+    pairs = pd.DataFrame({PAIR_A: np.minimum(a, b), PAIR_B: np.maximum(a, b), SIMILARITY: similarity})
+    pairs = pairs[pairs[PAIR_A] != pairs[PAIR_B]].drop_duplicates([PAIR_A, PAIR_B]).sample(frac=1, random_state=1)
+    expected = neighbours_by_row(pairs).reset_index(drop=True)
+    ranked = ranked_neighbours(pairs)
+    pd.testing.assert_frame_equal(ranked[["row", "other", SIMILARITY]], expected, check_exact=True)
+    assert ranked["rank"].tolist() == expected.groupby("row").cumcount().tolist()

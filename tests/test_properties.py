@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from tasks.classify import classify
 from tasks.config import CurateConfig
-from tasks.schema import Col
+from tasks.schema import Col, Issue, issue_flags
 from tasks.verify import DUPLICATE, OVERLAP
 from tests.test_classify import make_files, make_matches, make_similarity
 
@@ -82,3 +82,22 @@ def test_a_pair_means_the_same_from_either_side(data):
     rows, matches = data
     swapped = [(b, a, r) for a, b, r in matches]  # row_a > row_b: the classifier must not care
     assert groups_as_sets(run(rows, matches)) == groups_as_sets(run(rows, swapped))
+
+
+ISSUE_NAMES = [issue.value for issue in Issue]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(ISSUE_NAMES + ["not_an_issue"]), unique=True, max_size=5), max_size=30),
+       st.booleans())
+def test_issue_flags_are_membership_of_each_rows_list(lists, as_arrays):
+    """The vectorised flags equal a plain `in` test per row and issue, for lists and for the arrays Parquet
+    gives back."""
+    import numpy as np
+
+    values = [np.array(items, dtype=object) for items in lists] if as_arrays else lists
+    issues = pd.Series(values, index=range(100, 100 + len(lists)), dtype=object)
+    flags = issue_flags(issues)
+    assert list(flags.columns) == ISSUE_NAMES and flags.index.equals(issues.index)
+    for name in ISSUE_NAMES:
+        assert flags[name].tolist() == [name in list(items) for items in lists]

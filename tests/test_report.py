@@ -157,3 +157,23 @@ def test_report_renders_in_a_real_browser(tmp_path, dataset):
     shot = chromium(f"--screenshot={screenshot}", "--window-size=1280,2000", index.as_uri(),
                     profile=tmp_path / "profile")
     assert shot.returncode == 0 and screenshot.stat().st_size > 20_000, shot.stderr[-2000:]
+
+
+def test_thumbnails_made_in_parallel_are_those_made_one_by_one(tmp_path, texture):
+    """`prepare` makes, ahead and on threads, exactly what `get` calls in the same order would: the same files,
+    the cap counted the same way (a missing file counts and gets no thumbnail, without an error)."""
+    from tasks.report import _Thumbnails
+
+    paths = [str(texture(tmp_path / "img" / f"{i}.jpg", seed=i)) for i in range(4)]
+    order = [paths[0], str(tmp_path / "img" / "missing.jpg"), paths[0], paths[1], paths[2], paths[3]]
+    one_by_one = _Thumbnails(tmp_path / "a", cap=3)
+    ahead = _Thumbnails(tmp_path / "b", cap=3)
+    for thumbs in (one_by_one, ahead):
+        thumbs.folder.mkdir()
+    ahead.prepare(iter(order), workers=2)
+    assert [one_by_one.get(path) for path in order] == [ahead.get(path) for path in order]
+    assert one_by_one.made == ahead.made and list(ahead.made) == order[:2] + [paths[1]]
+    assert ahead.made[order[1]] is None and ahead.get(paths[2]) is None  # missing file; then the cap
+    files = sorted(p.name for p in one_by_one.folder.iterdir())
+    assert files == sorted(p.name for p in ahead.folder.iterdir()) and len(files) == 2
+    assert all((one_by_one.folder / f).read_bytes() == (ahead.folder / f).read_bytes() for f in files)
