@@ -93,62 +93,12 @@ def _exact_duplicate_edges(files: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]
     return linked[Col.ROW].to_numpy(dtype=np.int64), first[linked.index].to_numpy(dtype=np.int64)
 
 
-def ranked_neighbours(pairs: pd.DataFrame) -> pd.DataFrame:
-    """What `tasks.similarity.neighbours_by_row` returns (each pair from both sides: row, other, similarity; most
-    similar first within a row, ties by the smaller other row), in the same order, with a fresh RangeIndex, and a
-    `rank` column: the position of the pair within its row (0 = nearest neighbour).
-
-    The general multi-column sort takes most of classification's time at a million images; here one integer sort
-    on (row, similarity rounded to float32) orders almost everything, and only runs of equal keys are sorted
-    again exactly (by similarity, other row, then input position, as the stable sort would)."""
-    a = pairs[PAIR_A].to_numpy(dtype=np.int64)
-    b = pairs[PAIR_B].to_numpy(dtype=np.int64)
-    if len(a) and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= 2**31):
-        sorted_pairs = neighbours_by_row(pairs).reset_index(drop=True)
-        return sorted_pairs.assign(rank=sorted_pairs.groupby("row", sort=False).cumcount().to_numpy(np.int64))
-    other = np.concatenate([b, a])
-    similarity = np.concatenate([pairs[SIMILARITY].to_numpy(dtype=np.float64)] * 2)
-    # The key: the row in the high 32 bits; in the low ones, the float32 bits of -similarity mapped to integers in
-    # the same order (rounding to float32 never reverses an order; + 0.0 turns -0.0 into 0.0, which pandas sorts
-    # as equal too); missing similarities last, as pandas sorts them.
-    key = np.concatenate([a, b])
-    np.left_shift(key, 32, out=key)
-    bits = (-similarity + 0.0).astype(np.float32).view(np.uint32)
-    negative = bits >= np.uint32(0x80000000)
-    np.invert(bits, out=bits, where=negative)
-    np.bitwise_or(bits, np.uint32(0x80000000), out=bits, where=~negative)
-    del negative
-    bits[np.isnan(similarity)] = np.uint32(0xFFFFFFFF)
-    np.bitwise_or(key, bits, out=key)
-    del bits
-    order = np.argsort(key)
-    ordered_key = key[order]
-    ties = np.flatnonzero(ordered_key[1:] == ordered_key[:-1])
-    if len(ties):
-        slots = np.unique(np.concatenate([ties, ties + 1]))  # runs of equal keys: contiguous, in key order
-        run = order[slots]
-        order[slots] = run[np.lexsort((run, other[run], -similarity[run] + 0.0, key[run]))]
-    del key
-    row = np.right_shift(ordered_key, 32, out=ordered_key)  # the exact pass reordered only within equal keys
-    other = other[order]
-    similarity = similarity[order]
-    del order
-    # Position within the row: distance from the row's first pair.
-    rank = np.zeros(len(row), dtype=np.int64)
-    if len(row):
-        changes = np.flatnonzero(row[1:] != row[:-1]) + 1
-        rank[changes] = changes
-        np.maximum.accumulate(rank, out=rank)
-        np.subtract(np.arange(len(row), dtype=np.int64), rank, out=rank)
-    return pd.DataFrame({"row": row, "other": other, SIMILARITY: similarity, "rank": rank}, copy=False)
-
-
 def _density_ratio(neighbours: pd.DataFrame, k: int) -> pd.Series:
     """Mean similarity of each row to its k nearest neighbours, divided by the same mean of those neighbours.
 
     About 1 where an image sits as densely as its neighbours; well below 1 for an image far from a dataset
     whose other images are close to each other: a local-outlier-factor, so a sparse class is not flagged.
-    `neighbours` as `ranked_neighbours` returns them."""
+    `neighbours` as `tasks.similarity.neighbours_by_row` returns them."""
     nearest = neighbours[neighbours["rank"].to_numpy() < k]
     own = nearest.groupby("row")[SIMILARITY].mean()
     theirs = own.reindex(nearest["other"].to_numpy()).to_numpy()
@@ -192,7 +142,7 @@ def build_evidence(
     frame[ENGINE_ERROR] = pd.Series(similarity.unanalysed, dtype="string").reindex(frame.index)
 
     pairs = similarity.pairs
-    neighbours = ranked_neighbours(pairs)
+    neighbours = neighbours_by_row(pairs)
     nearest = _nearest_neighbours(frame, neighbours)
     frame[Col.DENSITY_RATIO] = _density_ratio(neighbours, config.similarity.nearest_neighbors).reindex(frame.index)
     frame[Col.NN_PATH] = nearest[Col.NN_PATH].reindex(frame.index).astype("string")

@@ -38,12 +38,13 @@ class SimilarityConfig(_Section):
 
 
 class VerificationConfig(_Section):
-    """Which neighbour pairs are verified, and how (keypoints and a geometric fit; see `tasks.verify`).
+    """Which neighbour pairs are verified, and how (keypoints and a geometric fit, then a correlation of
+    thumbnails for pairs the keypoints reject; see `tasks.verify`).
 
     Defaults measured on RSSCN7 aerial tiles (docs/BENCHMARKS.md)."""
 
     candidates_per_image: int = Field(
-        3, ge=1, le=50, description="Each image's nearest neighbours by embedding and by colour, up to this many "
+        4, ge=1, le=50, description="Each image's nearest neighbours by embedding and by colour, up to this many "
         "of each, are proposed for verification."
     )
     candidate_similarity: float = Field(
@@ -51,6 +52,10 @@ class VerificationConfig(_Section):
     )
     candidate_colour_similarity: float = Field(
         0.85, ge=0.0, le=1.0, description="A proposal at least this similar by colour signature is verified."
+    )
+    candidates_always: int = Field(
+        1, ge=0, le=50, description="Each image's nearest neighbours up to this many, by embedding and by colour, "
+        "are verified whatever their similarity."
     )
 
     max_side: int = Field(
@@ -102,6 +107,24 @@ class VerificationConfig(_Section):
     refine_n_features: int = Field(
         500, ge=50, le=5000, description="Most ORB keypoints kept per image in the finer second pass."
     )
+    correlation_zooms: tuple[float, ...] = Field(
+        (2.0,), max_length=8, description="Zoom factors (each > 1) tested, both ways, by the correlation stage "
+        "for pairs the keypoints rejected; a shift at the same scale is always tested."
+    )
+    min_correlation: float = Field(
+        0.7, gt=0.0, le=1.0, description="Normalised cross-correlation of the aligned, high-passed overlap that "
+        "accepts a correlation match."
+    )
+    correlation_min_overlap: float = Field(
+        0.1, gt=0.0, le=1.0, description="Smallest aligned overlap a correlation match may rest on, as a share of "
+        "the correlation thumbnail's area."
+    )
+
+    @model_validator(mode="after")
+    def _zooms_enlarge(self) -> "VerificationConfig":
+        if any(not 1.0 < zoom <= 8.0 for zoom in self.correlation_zooms):
+            raise ValueError("correlation_zooms must each lie in (1, 8]")
+        return self
 
 
 class BandsConfig(_Section):

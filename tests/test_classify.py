@@ -188,13 +188,13 @@ def test_a_file_the_engine_could_not_read_says_so():
 
 
 @pytest.mark.parametrize("n_pairs", [0, 1, 5000])
-def test_ranked_neighbours_keep_the_order_of_neighbours_by_row(n_pairs):
-    """The fast sort behind nearest neighbours and density ratios orders pairs exactly as the general one,
-    including equal similarities (0.0 and -0.0 too), similarities equal once rounded to float32, and missing ones."""
+def test_neighbours_by_row_orders_as_a_general_stable_sort(n_pairs):
+    """The fast sort behind candidates, nearest neighbours and density ratios orders pairs exactly as pandas'
+    stable sort on (row, -similarity, other) would, including equal similarities (0.0 and -0.0 too),
+    similarities equal once rounded to float32, and missing ones."""
     import numpy as np
 
-    from tasks.classify import ranked_neighbours
-    from tasks.similarity import neighbours_by_row
+    from tasks.similarity import both_sides, neighbours_by_row
 
     rng = np.random.default_rng(11)
     a, b = rng.integers(0, 400, n_pairs), rng.integers(0, 400, n_pairs)
@@ -206,7 +206,9 @@ def test_ranked_neighbours_keep_the_order_of_neighbours_by_row(n_pairs):
     )
     pairs = pd.DataFrame({PAIR_A: np.minimum(a, b), PAIR_B: np.maximum(a, b), SIMILARITY: similarity})
     pairs = pairs[pairs[PAIR_A] != pairs[PAIR_B]].drop_duplicates([PAIR_A, PAIR_B]).sample(frac=1, random_state=1)
-    expected = neighbours_by_row(pairs).reset_index(drop=True)
-    ranked = ranked_neighbours(pairs)
+    expected = both_sides(pairs).sort_values(
+        ["row", SIMILARITY, "other"], ascending=[True, False, True], kind="stable"
+    ).reset_index(drop=True)
+    ranked = neighbours_by_row(pairs)
     pd.testing.assert_frame_equal(ranked[["row", "other", SIMILARITY]], expected, check_exact=True)
     assert ranked["rank"].tolist() == expected.groupby("row").cumcount().tolist()

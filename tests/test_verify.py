@@ -14,7 +14,7 @@ from PIL import Image
 from tasks import verify
 from tasks.config import VerificationConfig
 from tasks.schema import Col
-from tasks.verify import ImageFeatures, extract_features, verify_pair, verify_pairs
+from tasks.verify import ImageFeatures, correlate_pair, extract_features, verify_pair, verify_pairs
 
 RSSCN7 = Path("/work/shared/data/rsscn7")
 SIZE = 400
@@ -157,6 +157,67 @@ def test_different_scenes_of_the_same_texture_do_not_match(tmp_path: Path) -> No
             assert verify_pair(features_a, features_b).transform == ""
 
 
+def features_of(
+    tmp_path: Path, name: str, image: np.ndarray, settings: VerificationConfig = VerificationConfig()
+) -> ImageFeatures:
+    features = extract_features(save(tmp_path / f"{name}.jpg", image), settings)
+    assert features is not None
+    return features
+
+
+def zoomed_in(image: np.ndarray, top: int, left: int, zoom: float) -> np.ndarray:
+    """The window of `image` at (top, left) that, enlarged `zoom` times, fills an image of the same size."""
+    side = round(image.shape[0] / zoom)
+    return cv2.resize(image[top : top + side, left : left + side], image.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize(("zoom", "label"), [(2.0, "zoom2x"), (1.5, "zoom1.5x")])
+def test_zoomed_view_correlates_both_ways(zoom: float, label: str, scene: np.ndarray, tmp_path: Path) -> None:
+    settings = VerificationConfig(correlation_zooms=(1.5, 2.0))
+    original = features_of(tmp_path, "original", scene, settings)
+    zoomed = features_of(tmp_path, "zoomed", zoomed_in(scene, 90, 130, zoom), settings)
+
+    forward, backward = correlate_pair(original, zoomed, settings), correlate_pair(zoomed, original, settings)
+
+    assert (forward.relation, forward.transform) == ("duplicate", label)
+    assert backward.transform == label.replace(f"{zoom:g}x", f"{1 / zoom:.2g}x")
+    assert forward.score >= settings.min_correlation and forward.inliers == 0
+    assert forward.coverage >= settings.duplicate_min_coverage
+    # Only the configured factors are tried: without 1.5 the 1.5x view is not found by correlation.
+    only_2x = VerificationConfig(correlation_zooms=(2.0,))
+    original, zoomed = (features_of(tmp_path, name, image, only_2x)
+                        for name, image in (("original", scene), ("zoomed", zoomed_in(scene, 90, 130, zoom))))
+    assert correlate_pair(original, zoomed, only_2x).relation == ("duplicate" if zoom == 2.0 else "none")
+
+
+def test_thin_shared_strip_is_an_overlap_found_by_correlation(scene: np.ndarray, tmp_path: Path) -> None:
+    """Two 300 px windows sharing a 45 x 260 px strip (13 %), mostly inside ORB's border margin."""
+    wide = textured_scene(seed=1, size=600)
+    a, b = features_of(tmp_path, "a", wide[0:300, 0:300]), features_of(tmp_path, "b", wide[40:340, 255:555])
+
+    result = verify_pair(a, b)
+
+    assert (result.relation, result.transform, result.inliers) == ("overlap", "shift", 0)
+    assert result.score >= VerificationConfig().min_correlation
+    assert result.coverage == pytest.approx(45 * 260 / 300**2, abs=0.04)
+    # The overlap must be large enough: a minimum above its share rejects it.
+    assert correlate_pair(a, b, VerificationConfig(correlation_min_overlap=0.3)).relation == "none"
+
+
+def test_correlation_rejects_unrelated_rotated_and_tiny_images(scene: np.ndarray, tmp_path: Path) -> None:
+    original = features_of(tmp_path, "original", scene)
+    others = [features_of(tmp_path, f"other{seed}", textured_scene(seed)) for seed in range(2, 6)]
+    rotated = features_of(tmp_path, "rotated", cv2.rotate(scene, cv2.ROTATE_90_CLOCKWISE))
+    tiny = features_of(tmp_path, "tiny", scene[:24, :24])
+
+    for other in others:
+        assert correlate_pair(original, other) == verify.NO_MATCH
+    assert correlate_pair(original, rotated) == verify.NO_MATCH  # rotations are the keypoints' job
+    assert correlate_pair(original, tiny) == verify.NO_MATCH
+    # The same pair of unrelated scenes is accepted only when the correlation floor is dropped to nothing.
+    assert correlate_pair(original, others[0], VerificationConfig(min_correlation=0.01)).relation != "none"
+
+
 def rsscn7_tile(name: str) -> Path:
     path = RSSCN7 / name
     if not path.exists():
@@ -202,6 +263,19 @@ def test_image_too_small_for_keypoints_matches_nothing(scene: np.ndarray, scene_
     assert verify_pair(original, tiny) == verify.NO_MATCH
 
 
+@pytest.mark.parametrize("size", [(1, 1), (3, 60), (60, 2)])
+def test_degenerate_image_has_no_features_and_matches_nothing(
+    size: tuple[int, int], scene: np.ndarray, scene_path: Path, tmp_path: Path
+) -> None:
+    """A 1-pixel image or a thin strip must not crash OpenCV's keypoint pyramid; it simply matches nothing."""
+    degenerate = extract_features(save(tmp_path / "degenerate.png", scene[: size[0], : size[1]]))
+    original = extract_features(scene_path)
+    assert degenerate is not None and original is not None
+
+    assert len(degenerate.points) == len(degenerate.mirror_points) == 0 and degenerate.details == ()
+    assert verify_pair(degenerate, original) == verify_pair(original, degenerate) == verify.NO_MATCH
+
+
 def test_features_are_plain_arrays_that_survive_pickling(scene_path: Path) -> None:
     features = extract_features(scene_path)
     assert features is not None
@@ -211,6 +285,7 @@ def test_features_are_plain_arrays_that_survive_pickling(scene_path: Path) -> No
     assert isinstance(restored, ImageFeatures)
     assert restored.descriptors.shape == (len(restored.points), 32)
     assert restored.mirror_descriptors.shape == (len(restored.mirror_points), 32)
+    assert [detail.shape for detail in restored.details] == [(128, 128), (64, 64)]
     assert len(restored.points) >= VerificationConfig().n_features // 2
     assert verify_pair(restored, features).transform == "same"
 
@@ -276,16 +351,20 @@ def test_only_rejected_pairs_with_enough_inliers_are_matched_again_finer(
     assert list(result["relation"]) == ["duplicate", "none"]
 
 
-def test_real_zoomed_tile_is_found_by_the_finer_pass() -> None:
-    """RSSCN7 tile a029 is a 2x zoom into part of a184: too few keypoints match at the working size alone."""
+def test_real_zoomed_tile_is_found_by_correlation() -> None:
+    """RSSCN7 tile a029 is a 2x zoom into part of a184: too few keypoints match, the correlation finds it."""
     zoomed_out, zoomed_in = rsscn7_tile(ZOOM_PAIR[0]), rsscn7_tile(ZOOM_PAIR[1])
+    features_out, features_in = extract_features(zoomed_out), extract_features(zoomed_in)
+    assert features_out is not None and features_in is not None
 
-    working = check(zoomed_out, zoomed_in)
-    result = verify_pairs(pd.DataFrame({"path_a": [str(zoomed_out)], "path_b": [str(zoomed_in)]}))
+    keypoints_only = verify_pair(features_out, features_in, VerificationConfig(min_correlation=1.0))
+    result = verify_pair(features_out, features_in)
 
-    assert working.relation == "none"
-    assert result.loc[0, "relation"] != "none"
-    assert "rescale" in result.loc[0, "transform"]
+    assert keypoints_only.relation == "none"
+    assert result.relation != "none"
+    assert result.transform.split("+")[0] == "zoom2x"  # part of a029 lies outside a184: an overlap, shifted
+    assert result.score >= VerificationConfig().min_correlation
+    assert correlate_pair(features_in, features_out).transform.split("+")[0] == "zoom0.5x"
 
 
 def test_verify_pairs_accepts_an_empty_frame() -> None:
@@ -303,6 +382,8 @@ def test_settings_are_frozen_bounded_and_closed() -> None:
         VerificationConfig(min_inliers=0)
     with pytest.raises(pydantic.ValidationError):
         VerificationConfig(min_inlier=10)  # type: ignore[call-arg]
+    with pytest.raises(pydantic.ValidationError):
+        VerificationConfig(correlation_zooms=(0.5,))
 
 
 def test_candidates_include_a_rotated_copy_the_embedding_ranks_low(tmp_path):
@@ -322,3 +403,40 @@ def test_candidates_include_a_rotated_copy_the_embedding_ranks_low(tmp_path):
     pair = tuple(sorted((rows[str(tmp_path / "0.png")], rows[str(tmp_path / "0_rotated.png")])))
     assert list(zip(matches[PAIR_A], matches[PAIR_B])) == [pair]
     assert "rotate" in matches["transform"].iloc[0]
+
+
+def test_each_images_nearest_neighbours_are_verified_whatever_their_similarity() -> None:
+    """Below both similarity floors, a pair is still a candidate when it is an image's nearest by either measure."""
+    from tasks.imagestats import SIGNATURE
+    from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY
+    from tasks.verify import select_candidates
+
+    signatures = np.array([[1, 0, 0, 0], [0.6, 0.8, 0, 0], [0, 0, 1, 0], [0, 0, 0.6, 0.8]], np.float32)
+    files = pd.DataFrame({Col.ROW: [0, 1, 2, 3], SIGNATURE: list(signatures)})
+    pairs = pd.DataFrame({PAIR_A: [0], PAIR_B: [2], SIMILARITY: [0.5]})  # the embedding's only (weak) neighbours
+
+    def chosen(always: int) -> list[tuple[int, int]]:
+        candidates = select_candidates(files, pairs, VerificationConfig(candidates_always=always))
+        return list(zip(candidates[PAIR_A], candidates[PAIR_B]))
+
+    assert chosen(1) == [(0, 1), (0, 2), (2, 3)]  # colour cosine 0.6 and similarity 0.5, but nearest
+    assert chosen(0) == []
+
+
+def test_verify_pairs_keeps_row_order_across_batches(scene: np.ndarray, scene_path: Path, tmp_path: Path) -> None:
+    """Rows are verified in batches (with spectra shared inside a batch); each row keeps its own verdict."""
+    paths = [str(scene_path), str(save(tmp_path / "rotated.jpg", cv2.rotate(scene, cv2.ROTATE_180))),
+             str(save(tmp_path / "zoomed.jpg", zoomed_in(scene, 60, 80, 2.0))),
+             str(save(tmp_path / "other.jpg", textured_scene(seed=9)))]
+    rng = np.random.default_rng(3)
+    rows = [tuple(rng.choice(paths, 2, replace=False)) for _ in range(3 * verify._PAIRS_PER_BATCH + 5)]
+    pairs = pd.DataFrame(rows, columns=["path_a", "path_b"])
+    single_pass = VerificationConfig(refine_min_inliers=1000)  # the finer pass would change some verdicts
+    features = {path: extract_features(path, single_pass) for path in paths}
+
+    result = verify_pairs(pairs, single_pass)
+
+    expected = [verify_pair(features[a], features[b], single_pass) for a, b in rows]  # type: ignore[arg-type]
+    assert list(result["relation"]) == [verdict.relation for verdict in expected]
+    assert list(result["transform"]) == [verdict.transform for verdict in expected]
+    assert {"rotate180", "zoom2x", "zoom0.5x"} <= set(result["transform"])
