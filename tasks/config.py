@@ -215,8 +215,8 @@ class RunnerConfig(_Section):
         "same paths."
     )
     chunk_size: int = Field(
-        5000, ge=1, description="Images per chunk of hashing, decoding and embedding; candidate pairs per chunk "
-        "of verification."
+        5000, ge=1, description="Images per chunk of hashing, decoding and embedding; verification chunks the "
+        "candidate pairs by blocks of this many rows (a pair's first row)."
     )
 
     @model_validator(mode="after")

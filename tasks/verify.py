@@ -35,7 +35,7 @@ import pandas as pd
 from PIL import Image
 
 from tasks.cache import PairCache
-from tasks.chunks import ChunkMap, chunked, run_here
+from tasks.chunks import ChunkMap, run_here
 from tasks.config import VerificationConfig
 from tasks.imagestats import SIGNATURE, eight_bit
 from tasks.progress import progress
@@ -626,8 +626,9 @@ def verify_candidates(
     """The verification stage: candidate pairs (row_a, row_b, similarity) with relation, match_score, inliers,
     transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
     contents verified before (with the same settings) are not verified again. The pairs to verify run in chunks
-    of `chunk_size` on `run_chunks`; each chunk extracts the features of its own images, so memory is bounded by
-    the chunk, not the dataset."""
+    on `run_chunks`, one per block of `chunk_size` rows (by the pair's first row); each chunk extracts the
+    features of its own images, so memory is bounded by the chunk, not the dataset, and a dataset of at most
+    `chunk_size` images extracts each image's features once."""
     candidates = select_candidates(files, pairs, settings)
     by_row = files.set_index(Col.ROW)
     located = candidates.assign(
@@ -638,8 +639,10 @@ def verify_candidates(
     )
     cache = PairCache(cache_dir, f"{METHOD_VERSION} {settings.model_dump_json()}") if cache_dir else None
     known, todo = cache.split(located, RESULT_COLUMNS) if cache else (None, located)
+    blocks = todo[PAIR_A].to_numpy() // chunk_size
+    chunks = [todo[blocks == block] for block in np.unique(blocks)]
     verified = pd.concat(
-        run_chunks("verify", verify_pairs, chunked(todo, chunk_size), settings=settings, workers=workers)
+        run_chunks("verify", verify_pairs, chunks, settings=settings, workers=workers)
     ) if len(todo) else todo.assign(
         **{RELATION: pd.Series(dtype="string"), MATCH_SCORE: 0.0, INLIERS: 0, TRANSFORM: "", COVERAGE: 0.0}
     )
