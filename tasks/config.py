@@ -216,7 +216,7 @@ class RunnerConfig(_Section):
     )
     chunk_size: int = Field(
         5000, ge=1, description="Images per chunk of hashing, decoding and embedding; verification chunks the "
-        "candidate pairs by blocks of this many rows (a pair's first row)."
+        "candidate pairs by blocks of this many images, ordered so that partners stay together."
     )
 
     @model_validator(mode="after")

@@ -33,6 +33,8 @@ import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from tasks.cache import PairCache
 from tasks.chunks import ChunkMap, run_here
@@ -614,6 +616,25 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
 RESULT_COLUMNS = [RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE]
 
 
+def chunks_by_locality(pairs: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
+    """`pairs` (row_a, row_b, ...) cut into chunks that each touch few images besides their own block of `rows`.
+
+    Candidate partners lie anywhere in row order, so a block of rows by number would need the features of many
+    images outside it. Reverse Cuthill-McKee over the candidate graph orders the images so that partners sit
+    close together; a chunk takes the pairs whose earlier image, in that order, falls in one block of `rows`."""
+    if pairs.empty:
+        return []
+    ends = np.concatenate([pairs[PAIR_A].to_numpy(), pairs[PAIR_B].to_numpy()])
+    images, index = np.unique(ends, return_inverse=True)
+    a, b = index[: len(pairs)], index[len(pairs) :]
+    graph = csr_matrix((np.ones(len(pairs), np.int8), (a, b)), shape=(len(images), len(images)))
+    order = reverse_cuthill_mckee((graph + graph.T).tocsr(), symmetric_mode=True)
+    position = np.empty(len(images), np.int64)
+    position[order] = np.arange(len(images))
+    blocks = np.minimum(position[a], position[b]) // rows
+    return [pairs[blocks == block] for block in np.unique(blocks)]
+
+
 def verify_candidates(
     files: pd.DataFrame,
     pairs: pd.DataFrame,
@@ -625,10 +646,10 @@ def verify_candidates(
 ) -> pd.DataFrame:
     """The verification stage: candidate pairs (row_a, row_b, similarity) with relation, match_score, inliers,
     transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
-    contents verified before (with the same settings) are not verified again. The pairs to verify run in chunks
-    on `run_chunks`, one per block of `chunk_size` rows (by the pair's first row); each chunk extracts the
-    features of its own images, so memory is bounded by the chunk, not the dataset, and a dataset of at most
-    `chunk_size` images extracts each image's features once."""
+    contents verified before (with the same settings) are not verified again. The pairs to verify run on
+    `run_chunks` in chunks of `chunks_by_locality`; each chunk extracts the features of its own images, so memory
+    is bounded by the chunk, not the dataset, and a dataset of at most `chunk_size` images extracts each image's
+    features once."""
     candidates = select_candidates(files, pairs, settings)
     by_row = files.set_index(Col.ROW)
     located = candidates.assign(
@@ -639,10 +660,8 @@ def verify_candidates(
     )
     cache = PairCache(cache_dir, f"{METHOD_VERSION} {settings.model_dump_json()}") if cache_dir else None
     known, todo = cache.split(located, RESULT_COLUMNS) if cache else (None, located)
-    blocks = todo[PAIR_A].to_numpy() // chunk_size
-    chunks = [todo[blocks == block] for block in np.unique(blocks)]
     verified = pd.concat(
-        run_chunks("verify", verify_pairs, chunks, settings=settings, workers=workers)
+        run_chunks("verify", verify_pairs, chunks_by_locality(todo, chunk_size), settings=settings, workers=workers)
     ) if len(todo) else todo.assign(
         **{RELATION: pd.Series(dtype="string"), MATCH_SCORE: 0.0, INLIERS: 0, TRANSFORM: "", COVERAGE: 0.0}
     )

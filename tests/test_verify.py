@@ -440,3 +440,19 @@ def test_verify_pairs_keeps_row_order_across_batches(scene: np.ndarray, scene_pa
     assert list(result["relation"]) == [verdict.relation for verdict in expected]
     assert list(result["transform"]) == [verdict.transform for verdict in expected]
     assert {"rotate180", "zoom2x", "zoom0.5x"} <= set(result["transform"])
+
+
+def test_chunks_by_locality_keep_partners_together():
+    """A chain of 1,000 images whose rows are shuffled: blocks by row number would each need images from all over
+    the dataset; chunks by locality need little more than their own block, and every pair is in exactly one."""
+    from tasks.similarity import PAIR_A, PAIR_B
+    from tasks.verify import chunks_by_locality
+
+    rows = np.random.default_rng(3).permutation(1000)
+    chain = pd.DataFrame({PAIR_A: np.minimum(rows[:-1], rows[1:]), PAIR_B: np.maximum(rows[:-1], rows[1:])})
+    chunks = chunks_by_locality(chain, 100)
+    together = pd.concat(chunks).sort_values([PAIR_A, PAIR_B]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(together, chain.sort_values([PAIR_A, PAIR_B]).reset_index(drop=True))
+    assert len(chunks) == 10
+    assert max(len(set(chunk[PAIR_A]) | set(chunk[PAIR_B])) for chunk in chunks) <= 101
+    assert chunks_by_locality(chain.iloc[0:0], 100) == []
