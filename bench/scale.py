@@ -97,8 +97,9 @@ def dataset(root: Path, tiles: list[Path]) -> dict[str, Path]:
     return splits
 
 
-def measure(command: list[str], env: dict[str, str]) -> dict:
-    """Run a command; its wall time, exit status and the peak resident memory of its whole process tree."""
+def measure(command: list[str], env: dict[str, str], success: tuple[int, ...] = (0,)) -> dict:
+    """Run a command; its wall time, exit status and the peak resident memory of its whole process tree. An exit
+    status outside `success` raises, with the command's last output."""
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     watched = psutil.Process(process.pid)
@@ -112,7 +113,7 @@ def measure(command: list[str], env: dict[str, str]) -> dict:
         time.sleep(0.2)
     seconds = time.perf_counter() - started
     output = process.stdout.read().decode(errors="replace")
-    if process.returncode not in (0, 1):  # 1: the gate failed, outputs written; anything else is a broken run
+    if process.returncode not in success:
         raise RuntimeError(f"{command[:3]} exited {process.returncode}:\n{output[-3000:]}")
     return {"seconds": round(seconds, 2), "exit": process.returncode, "peak_rss_mib": round(peak / 2**20, 1)}
 
@@ -121,15 +122,16 @@ def curate(splits: dict[str, Path], out: Path, cache: Path, env: dict[str, str])
     command = [PYTHON, "-m", "flows.curate", "--out", str(out), "--set", f"cache_dir={cache}"]
     for name, folder in splits.items():
         command += ["--split", f"{name}={folder}"]
-    result = measure(command, env)
+    result = measure(command, env, success=(0, 1))  # 1: the gate failed, outputs written
     result["stage_seconds"] = read_metadata(pq.read_schema(out / "manifest.parquet"))["stage_seconds"]
     return result
 
 
 def bare_fastdup(tiles: list[Path], work: Path, env: dict[str, str]) -> dict:
-    listing = work / "files.txt"
+    listing, results = work / "files.txt", work / "fastdup"
     listing.write_text("\n".join(str(tile) for tile in tiles))
-    return measure([PYTHON, "-c", BARE_FASTDUP, str(listing), str(work / "fastdup")], env)
+    shutil.rmtree(results, ignore_errors=True)  # fastdup refuses a list of files in a folder it has used before
+    return measure([PYTHON, "-c", BARE_FASTDUP, str(listing), str(results)], env)
 
 
 def _free_port() -> int:

@@ -215,8 +215,8 @@ class RunnerConfig(_Section):
         "same paths."
     )
     chunk_size: int = Field(
-        5000, ge=1, description="Images per chunk of hashing, decoding and embedding; verification chunks the "
-        "candidate pairs by blocks of this many images, ordered so that partners stay together."
+        5000, ge=1, description="Images per chunk of hashing, decoding and embedding; candidate pairs per chunk "
+        "of verification, taken in an order that keeps partners together."
     )
 
     @model_validator(mode="after")

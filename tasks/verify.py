@@ -616,12 +616,13 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
 RESULT_COLUMNS = [RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE]
 
 
-def chunks_by_locality(pairs: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
-    """`pairs` (row_a, row_b, ...) cut into chunks that each touch few images besides their own block of `rows`.
+def chunks_by_locality(pairs: pd.DataFrame, size: int) -> list[pd.DataFrame]:
+    """`pairs` (row_a, row_b, ...) cut into chunks of at most `size` pairs that each touch few images.
 
-    Candidate partners lie anywhere in row order, so a block of rows by number would need the features of many
-    images outside it. Reverse Cuthill-McKee over the candidate graph orders the images so that partners sit
-    close together; a chunk takes the pairs whose earlier image, in that order, falls in one block of `rows`."""
+    Each chunk extracts the features of every image it touches, so it touches at most 2 x `size` images whatever
+    the order; candidate partners lie anywhere in row order, though, so chunks in row order would extract many
+    images again. Reverse Cuthill-McKee over the candidate graph orders the images so that partners sit close
+    together, and the pairs are taken in that order (by their earlier image)."""
     if pairs.empty:
         return []
     ends = np.concatenate([pairs[PAIR_A].to_numpy(), pairs[PAIR_B].to_numpy()])
@@ -631,8 +632,8 @@ def chunks_by_locality(pairs: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
     order = reverse_cuthill_mckee((graph + graph.T).tocsr(), symmetric_mode=True)
     position = np.empty(len(images), np.int64)
     position[order] = np.arange(len(images))
-    blocks = np.minimum(position[a], position[b]) // rows
-    return [pairs[blocks == block] for block in np.unique(blocks)]
+    ranked = np.argsort(np.minimum(position[a], position[b]), kind="stable")
+    return [pairs.iloc[ranked[start : start + size]] for start in range(0, len(pairs), size)]
 
 
 def verify_candidates(
@@ -647,9 +648,8 @@ def verify_candidates(
     """The verification stage: candidate pairs (row_a, row_b, similarity) with relation, match_score, inliers,
     transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
     contents verified before (with the same settings) are not verified again. The pairs to verify run on
-    `run_chunks` in chunks of `chunks_by_locality`; each chunk extracts the features of its own images, so memory
-    is bounded by the chunk, not the dataset, and a dataset of at most `chunk_size` images extracts each image's
-    features once."""
+    `run_chunks` in chunks of `chunk_size` pairs (`chunks_by_locality`); each chunk extracts the features of its
+    own images, so memory is bounded by the chunk, not the dataset."""
     candidates = select_candidates(files, pairs, settings)
     by_row = files.set_index(Col.ROW)
     located = candidates.assign(

@@ -443,8 +443,8 @@ def test_verify_pairs_keeps_row_order_across_batches(scene: np.ndarray, scene_pa
 
 
 def test_chunks_by_locality_keep_partners_together():
-    """A chain of 1,000 images whose rows are shuffled: blocks by row number would each need images from all over
-    the dataset; chunks by locality need little more than their own block, and every pair is in exactly one."""
+    """A chain of 1,000 images whose rows are shuffled: chunks of 100 pairs in row order would each need images
+    from all over the dataset; chunks by locality need 101, and every pair is in exactly one."""
     from tasks.similarity import PAIR_A, PAIR_B
     from tasks.verify import chunks_by_locality
 
