@@ -32,7 +32,7 @@ from tasks.config import ROOT, CurateConfig, load_config
 from tasks.demo import DEMO_SPLITS, build_demo_dataset
 from tasks.errors import ConfigError, CurateError, DatasetError, GateFailed
 from tasks.expectations import GateResult, run_expectations
-from tasks.ingest import Inventory, find_files, ingest
+from tasks.ingest import find_files, ingest
 from tasks.outputs import (
     OutputPaths,
     exclusive_output,
