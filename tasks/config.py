@@ -36,7 +36,6 @@ class SimilarityConfig(_Section):
     )
 
 
-
 class VerificationConfig(_Section):
     """Which neighbour pairs are verified, and how (keypoints and a geometric fit, then a correlation of
     thumbnails for pairs the keypoints reject; see `tasks.verify`).

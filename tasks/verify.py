@@ -549,8 +549,6 @@ def verify_pairs(pairs: pd.DataFrame, settings: VerificationConfig = Verificatio
     return verified
 
 
-
-
 def _unordered(rows: np.ndarray, others: np.ndarray, similarity: np.ndarray, rank: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(
         {PAIR_A: np.minimum(rows, others), PAIR_B: np.maximum(rows, others), SIMILARITY: similarity, RANK: rank}
