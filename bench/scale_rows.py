@@ -4,7 +4,7 @@
                                          [--save-manifest FILE] [--results FILE]
 
 Generates, with a fixed seed, what the stages before classification would hand over for N image files (default
-1,000,000): an ingest frame with exactly the columns and dtypes of `tasks.ingest.ingest` (colour signature
+1,000,000): an ingest frame with exactly the columns and dtypes of `tasks.ingest.ingest` (colour signatures
 included), a `tasks.similarity.Similarity` of unordered kNN pairs (k=10 directed neighbours per image, through
 `tasks.similarity.unordered_pairs` as the real stage does) and a verified-matches frame like
 `tasks.verify.verify_candidates` returns. Then it runs, timed one by one as `flows.curate` chains them:
@@ -56,7 +56,7 @@ from tasks import outputs
 from tasks.classify import classify
 from tasks.config import CurateConfig
 from tasks.expectations import run_expectations
-from tasks.imagestats import SIGNATURE, SIGNATURE_BINS
+from tasks.imagestats import PART_SIGNATURES, PART_WINDOWS, SIGNATURE, SIGNATURE_BINS
 from tasks.outputs import new_staging, publish, summarize, write_staged
 from tasks.schema import Col
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, unordered_pairs
@@ -245,9 +245,17 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
     def masked(values: np.ndarray, dtype: str, keep: np.ndarray = valid) -> pd.Series:
         return pd.Series(values).where(keep).astype(dtype)
 
-    signature_column = np.empty(n, dtype=object)
-    signature_column[:] = list(signatures)
-    signature_column[corrupt] = None
+    # Each part's colours: the whole image's, slightly changed, as the uint8 levels ingest stores.
+    parts = np.empty((n, PART_WINDOWS * signatures.shape[1]), np.uint8)
+    for start in range(0, n, 65536):  # in blocks: float copies of a million rows' parts would take gigabytes
+        block = np.tile(signatures[start : start + 65536], PART_WINDOWS)
+        block *= 0.8 + 0.4 * rng.random(block.shape, dtype=np.float32)
+        parts[start : start + 65536] = np.round(np.clip(block, 0.0, 1.0) * 255.0)
+    signature_columns = {}
+    for column, values in ((SIGNATURE, signatures), (PART_SIGNATURES, parts)):
+        signature_columns[column] = np.empty(n, dtype=object)
+        signature_columns[column][:] = list(values)
+        signature_columns[column][corrupt] = None
     files = pd.DataFrame({Col.ROW: rows})
     files[Col.PATH] = pd.Series(paths, dtype="str")
     files[Col.SPLIT] = layout[Col.SPLIT].astype("str")
@@ -264,7 +272,8 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
     files[Col.BLUR] = masked(blur, "float64")
     files[Col.SHARPNESS] = masked(sharpness, "float64")
     files[Col.BLACK_LEVEL] = masked(black_level, "float64")
-    files[SIGNATURE] = signature_column
+    for column, values in signature_columns.items():
+        files[column] = values
 
     # kNN: each analysed image's K nearest neighbours among images of its own split and class nearby in walk
     # order, plus the group edges; through unordered_pairs as compute_similarity does.

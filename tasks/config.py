@@ -43,7 +43,7 @@ class VerificationConfig(_Section):
     Defaults measured on RSSCN7 aerial tiles (docs/BENCHMARKS.md)."""
 
     candidates_per_image: int = Field(
-        4, ge=1, le=50, description="Each image's nearest neighbours by embedding and by colour, up to this many "
+        3, ge=1, le=50, description="Each image's nearest neighbours by embedding and by colour, up to this many "
         "of each, are proposed for verification."
     )
     candidate_similarity: float = Field(
@@ -55,6 +55,16 @@ class VerificationConfig(_Section):
     candidates_always: int = Field(
         1, ge=0, le=50, description="Each image's nearest neighbours up to this many, by embedding and by colour, "
         "are verified whatever their similarity."
+    )
+    candidates_by_part: int = Field(
+        1, ge=0, le=50, description="Each image is also verified against this many images with a part (a window "
+        "of half their side) whose colours are nearest its own: finds 2x zooms and crops whose colours differ "
+        "from the whole original's."
+    )
+    candidates_by_name: int = Field(
+        1, ge=0, le=50, description="Each image is also verified against the images that follow it, up to this "
+        "many, in natural order of file name (folders ignored): tiles cut from one scene are usually saved in "
+        "sequence, and neighbouring tiles share ground."
     )
 
     max_side: int = Field(
@@ -113,6 +123,10 @@ class VerificationConfig(_Section):
     min_correlation: float = Field(
         0.7, gt=0.0, le=1.0, description="Normalised cross-correlation of the aligned, high-passed overlap that "
         "accepts a correlation match."
+    )
+    correlation_min_half: float = Field(
+        0.5, ge=-1.0, le=1.0, description="Correlation that each half of the aligned overlap (cut across its longer "
+        "side) must reach too: shared ground correlates throughout, one shared-looking edge does not."
     )
     correlation_min_overlap: float = Field(
         0.1, gt=0.0, le=1.0, description="Smallest aligned overlap a correlation match may rest on, as a share of "

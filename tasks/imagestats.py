@@ -52,21 +52,41 @@ def measure(image: Image.Image) -> dict[str, float]:
     }
 
 
-SIGNATURE = "colour_signature"  # an internal column of the ingest frame (not in the manifest)
+SIGNATURE = "colour_signature"  # internal columns of the ingest frame (not in the manifest)
+PART_SIGNATURES = "part_signatures"
 SIGNATURE_BINS = (8, 4, 4)  # hue, saturation, value
+# Part signatures: colour histograms of half-size windows on a 3 x 3 grid at quarter-size steps, so any region
+# of half the image's side lies within an eighth of the side of one window.
+_SIGNATURE_SIDE = 64
+_WINDOW_SIDE, _WINDOW_STEP = _SIGNATURE_SIDE // 2, _SIGNATURE_SIDE // 4
+PART_WINDOWS = len(range(0, _SIGNATURE_SIDE - _WINDOW_SIDE + 1, _WINDOW_STEP)) ** 2
 
 
-def colour_signature(image: Image.Image) -> np.ndarray:
-    """A unit-length colour histogram (square-rooted, so a dot product is the Bhattacharyya coefficient).
+def _histogram(hsv: np.ndarray) -> np.ndarray:
+    """A unit-length colour histogram of HSV pixels (square-rooted, so a dot product is the Bhattacharyya
+    coefficient)."""
+    import cv2  # OpenCV ships with fastdup; imported here so the module imports cheaply
 
-    It ignores where colours are, so a rotated, mirrored, cropped or rescaled copy keeps the signature of its
-    original: it finds verification candidates that a rotation-sensitive embedding ranks too low."""
-    import cv2
-
-    small = np.asarray(eight_bit(image).convert("RGB").resize((64, 64), Image.Resampling.BOX))
-    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(SIGNATURE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
     return np.sqrt(histogram / max(float(histogram.sum()), 1.0)).astype(np.float32)
+
+
+def colour_signatures(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """The image's colour signature, and the signatures of its parts (`PART_WINDOWS` windows of half its side,
+    as uint8 levels of 1/255, flattened).
+
+    The signature ignores where colours are, so a rotated, mirrored, cropped or rescaled copy keeps the
+    signature of its original: it finds verification candidates that a rotation-sensitive embedding ranks too
+    low. A 2x zoom into part of an image, or a small crop of it, has the colours of one part of the original
+    rather than of the whole: the part signatures find those. Levels of 1/255 keep them at 1,152 bytes an image."""
+    import cv2
+
+    small = np.asarray(eight_bit(image).convert("RGB").resize((_SIGNATURE_SIDE,) * 2, Image.Resampling.BOX))
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+    starts = range(0, _SIGNATURE_SIDE - _WINDOW_SIDE + 1, _WINDOW_STEP)
+    parts = [_histogram(np.ascontiguousarray(hsv[y : y + _WINDOW_SIDE, x : x + _WINDOW_SIDE]))
+             for y in starts for x in starts]
+    return _histogram(hsv), np.round(np.concatenate(parts) * 255.0).astype(np.uint8)
 
 
 def robust_z(values: pd.Series, min_spread: float) -> pd.Series:

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from tasks.cache import ResultCache, settings_digest
 from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.errors import DatasetError
-from tasks.imagestats import SIGNATURE, colour_signature, measure
+from tasks.imagestats import PART_SIGNATURES, SIGNATURE, colour_signatures, measure
 from tasks.progress import progress
 from tasks.schema import Col
 
@@ -95,7 +95,7 @@ def _decode(data: bytes) -> dict[str, object]:
         image.load()  # a full decode: a truncated file fails here, not at open()
         decoded: dict[str, object] = {Col.WIDTH: image.width, Col.HEIGHT: image.height, Col.FORMAT: image.format}
         decoded.update(measure(image))
-        decoded[SIGNATURE] = colour_signature(image)
+        decoded[SIGNATURE], decoded[PART_SIGNATURES] = colour_signatures(image)
     with Image.open(io.BytesIO(data)) as image:
         # Pillow decodes a PNG whose data chunks fail their CRC, but libpng (OpenCV, fastdup) refuses it; verify()
         # checks every chunk, so a damaged file is corrupt for every reader rather than only for some.
@@ -158,10 +158,10 @@ def inspect_file(path: Path) -> dict[str, object]:
 # What `inspect_file` learns from a file's bytes alone: cached by sha256, so unchanged files are not decoded again.
 CONTENT_COLUMNS = [
     Col.VALID, Col.ERROR, Col.WIDTH, Col.HEIGHT, Col.FORMAT,
-    Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL, SIGNATURE,
+    Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL, SIGNATURE, PART_SIGNATURES,
 ]
 # Changes whenever the numbers for the same bytes could change: a new measure or decoder, or the pixel limit.
-CONTENT_VERSION = f"content 1, Pillow {PIL.__version__}, pixel limit {Image.MAX_IMAGE_PIXELS}"
+CONTENT_VERSION = f"content 2, Pillow {PIL.__version__}, pixel limit {Image.MAX_IMAGE_PIXELS}"
 
 
 def _each_file(function: Callable[[Path], dict[str, object]], paths: Sequence[Path], stage: str) -> list:
@@ -194,8 +194,9 @@ def ingest(
     chunk_size: int = 5000,
 ) -> pd.DataFrame:
     """Return one row per image file found: row, path, split, label, sha256, bytes, width, height, format,
-    valid, error, the image statistics of `tasks.imagestats.measure` and, for verification's candidates, a
-    colour signature per readable image (column `tasks.imagestats.SIGNATURE`, not part of the manifest).
+    valid, error, the image statistics of `tasks.imagestats.measure` and, for verification's candidates, the
+    colour signatures of each readable image (columns `tasks.imagestats.SIGNATURE` and `PART_SIGNATURES`, not
+    part of the manifest).
 
     Every file is hashed; only files whose contents are not in the cache (`cache_dir`) are decoded. Both steps
     run in chunks of `chunk_size` files on `run_chunks`."""
@@ -227,5 +228,6 @@ def ingest(
         frame[column] = frame[column].astype("float64").astype("Int64")
     for column in (Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL):
         frame[column] = frame[column].astype("float64")
-    frame[SIGNATURE] = frame[SIGNATURE].astype(object).where(frame[SIGNATURE].notna(), None)
+    for column in (SIGNATURE, PART_SIGNATURES):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     return frame.reset_index(drop=True)

@@ -23,6 +23,7 @@ keypoint matches are matched again on keypoints of a larger working image, compu
 
 import itertools
 import math
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from tasks.cache import PairCache
 from tasks.chunks import ChunkMap, run_here
 from tasks.config import VerificationConfig
-from tasks.imagestats import SIGNATURE, eight_bit
+from tasks.imagestats import PART_SIGNATURES, PART_WINDOWS, SIGNATURE, eight_bit
 from tasks.progress import progress
 from tasks.schema import Col
 from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
@@ -47,7 +48,7 @@ from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-1"
+METHOD_VERSION = "orb-ransac+correlation-2"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -351,24 +352,44 @@ def _spectrum(detail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return canvas[: detail.shape[0], : detail.shape[1]], spectrum
 
 
-def _overlap_correlation(fixed: np.ndarray, moving: np.ndarray, dy: int, dx: int) -> float:
+def _normalised_correlation(first: np.ndarray, second: np.ndarray) -> float:
+    first, second = first - first.mean(), second - second.mean()
+    energy = math.sqrt(float((first * first).sum()) * float((second * second).sum()))
+    return float((first * second).sum()) / energy if energy > 0.0 else -1.0
+
+
+def _overlap_correlation(fixed: np.ndarray, moving: np.ndarray, dy: int, dx: int, min_half: float) -> float:
     """Normalised cross-correlation of the region both images show when `moving`'s top-left corner lies at
-    (dy, dx) in `fixed`'s frame."""
+    (dy, dx) in `fixed`'s frame; -1 when either half of that region (cut across its longer side) correlates
+    below `min_half`. Shared ground correlates throughout, whereas one strong shared-looking feature (a
+    shoreline, a road edge) can make a small overlap of different scenes correlate strongly on its own."""
     top, left = max(0, dy), max(0, dx)
     bottom, right = min(fixed.shape[0], dy + moving.shape[0]), min(fixed.shape[1], dx + moving.shape[1])
     region_fixed = fixed[top:bottom, left:right]
     region_moving = moving[top - dy : bottom - dy, left - dx : right - dx]
-    region_fixed = region_fixed - region_fixed.mean()
-    region_moving = region_moving - region_moving.mean()
-    energy = math.sqrt(float((region_fixed * region_fixed).sum()) * float((region_moving * region_moving).sum()))
-    return float((region_fixed * region_moving).sum()) / energy if energy > 0.0 else -1.0
+    whole = _normalised_correlation(region_fixed, region_moving)
+    if whole < min_half:
+        return whole
+    axis = 0 if region_fixed.shape[0] >= region_fixed.shape[1] else 1
+    middle = region_fixed.shape[axis] // 2
+    for half in (slice(0, middle), slice(middle, None)):
+        index = (half, slice(None)) if axis == 0 else (slice(None), half)
+        if _normalised_correlation(region_fixed[index], region_moving[index]) < min_half:
+            return -1.0
+    return whole
 
 
 def _align(
-    fixed: np.ndarray, fixed_spectrum: np.ndarray, moving: np.ndarray, moving_spectrum: np.ndarray, min_area: float
+    fixed: np.ndarray,
+    fixed_spectrum: np.ndarray,
+    moving: np.ndarray,
+    moving_spectrum: np.ndarray,
+    min_area: float,
+    min_half: float,
 ) -> tuple[float, int]:
     """Where phase correlation places `moving` over `fixed` (both high-passed): the normalised cross-correlation
-    and area (pixels) of their overlap, among placements overlapping by at least `min_area` (-1 and 0 if none)."""
+    (`_overlap_correlation`) and area (pixels) of their overlap, among placements overlapping by at least
+    `min_area` (-1 and 0 if none)."""
     cross = cv2.mulSpectrums(fixed_spectrum, moving_spectrum, 0, conjB=True)
     # Whitening keeps only the phase, so the peak marks the shift rather than the strongest texture.
     magnitude = cv2.magnitude(cross[..., 0], cross[..., 1]) + 1e-9
@@ -384,7 +405,7 @@ def _align(
         for dx in (peak_x, peak_x - _THUMBNAIL_SIDE):
             area = max(0, rows) * max(0, min(fixed.shape[1], dx + moving.shape[1]) - max(0, dx))
             if area >= max(min_area, 4):
-                correlation = _overlap_correlation(fixed, moving, dy, dx)
+                correlation = _overlap_correlation(fixed, moving, dy, dx, min_half)
                 if correlation > best[0]:
                     best = (correlation, area)
     return best
@@ -405,8 +426,8 @@ def _spectra(features: ImageFeatures) -> Spectra:
 def correlate_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig = VerificationConfig()) -> Verification:
     """Decide an unrotated pair by correlating thumbnails: b shifted over a at the same scale, or zoomed by one of
     `correlation_zooms` either way. The best alignment is accepted when its high-passed overlap correlates at
-    `min_correlation` or more over at least `correlation_min_overlap` of the thumbnail's area. `score` is that
-    correlation and `inliers` 0. `a` and `b` must have been extracted with the same `correlation_zooms`."""
+    `min_correlation` or more over at least `correlation_min_overlap` of the thumbnail's area, and each half of
+    the overlap at `correlation_min_half` or more. `score` is that correlation and `inliers` 0. `a` and `b` must have been extracted with the same `correlation_zooms`."""
     return _correlate(_spectra(a), _spectra(b), settings)
 
 
@@ -422,7 +443,9 @@ def _correlate(spectra_a: Spectra, spectra_b: Spectra, settings: VerificationCon
         hypotheses.append((1.0 / zoom, detail_b, spectrum_b, *shrunk_a))
     best_correlation, best_zoom, best_coverage = -1.0, 1.0, 0.0
     for zoom, fixed, fixed_spectrum, moving, moving_spectrum in hypotheses:
-        correlation, area = _align(fixed, fixed_spectrum, moving, moving_spectrum, min_area)
+        correlation, area = _align(
+            fixed, fixed_spectrum, moving, moving_spectrum, min_area, settings.correlation_min_half
+        )
         if correlation > best_correlation:
             best_correlation, best_zoom = correlation, zoom
             best_coverage = area / min(fixed.size, moving.size)
@@ -577,6 +600,67 @@ def signature_neighbours(signatures: np.ndarray, rows: np.ndarray, k: int, chunk
     return _unordered(np.concatenate(sources), np.concatenate(targets), np.concatenate(values), ranks)
 
 
+def part_neighbours(
+    signatures: np.ndarray, parts: np.ndarray, rows: np.ndarray, k: int, queries: int = 512, images: int = 2048
+) -> pd.DataFrame:
+    """Each row's k images with a part whose colours are nearest the row's whole image (unordered pairs;
+    similarity = that part's cosine; rank 0 for the nearest). `parts` holds each row's `PART_WINDOWS` part
+    signatures as uint8 levels (`tasks.imagestats.colour_signatures`).
+
+    A 2x zoom into a tile, or a small crop of it, shows the colours of one part of the tile, so it ranks the
+    tile first here even when the whole tile's colours and embedding are far from its own. Computed in blocks of
+    `queries` x `images` x `PART_WINDOWS` similarities, so memory stays small however large the dataset."""
+    n = len(rows)
+    k = min(k, n - 1)
+    if k < 1:
+        return _unordered(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+    best = np.full((n, k), -np.inf, np.float32)
+    best_image = np.zeros((n, k), np.int64)
+    for first_image in range(0, n, images):
+        block = parts[first_image : first_image + images].reshape(-1, signatures.shape[1]).astype(np.float32)
+        block /= 255.0
+        count = len(block) // PART_WINDOWS
+        for first in range(0, n, queries):
+            query = slice(first, min(n, first + queries))
+            scores = (signatures[query] @ block.T).reshape(-1, count, PART_WINDOWS).max(axis=2)
+            own = np.arange(query.start, query.stop)
+            inside = np.flatnonzero((own >= first_image) & (own < first_image + count))
+            scores[inside, own[inside] - first_image] = -np.inf  # not its own part
+            values = np.concatenate([best[query], scores], axis=1)
+            indices = np.concatenate(
+                [best_image[query], np.broadcast_to(np.arange(first_image, first_image + count), scores.shape)],
+                axis=1,
+            )
+            top = np.argpartition(-values, k - 1, axis=1)[:, :k]
+            best[query] = np.take_along_axis(values, top, axis=1)
+            best_image[query] = np.take_along_axis(indices, top, axis=1)
+    order = np.argsort(-best, axis=1, kind="stable")
+    best, best_image = np.take_along_axis(best, order, axis=1), np.take_along_axis(best_image, order, axis=1)
+    return _unordered(np.repeat(rows, k), rows[best_image.ravel()], best.ravel(), np.tile(np.arange(k), n))
+
+
+def _natural_key(path: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key of a file's name without its folders and suffix: digit runs compare as numbers (tile_9 before
+    tile_10); digit runs sort before words."""
+    stem = Path(path).stem.lower()
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", stem) if part)
+
+
+def name_neighbours(paths: pd.Series, rows: np.ndarray, k: int) -> pd.DataFrame:
+    """Each row with the rows whose files follow it, up to k, in natural order of file name (unordered pairs,
+    no similarity, rank = distance in that order - 1)."""
+    ordered = rows[sorted(range(len(rows)), key=lambda position: (_natural_key(paths.iloc[position]), position))]
+    sources, targets, ranks = [], [], []
+    for step in range(1, min(k, len(rows) - 1) + 1):
+        sources.append(ordered[:-step])
+        targets.append(ordered[step:])
+        ranks.append(np.full(len(ordered) - step, step - 1))
+    if not sources:
+        return _unordered(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
+    sources_all, targets_all = np.concatenate(sources), np.concatenate(targets)
+    return _unordered(sources_all, targets_all, np.full(len(sources_all), np.nan), np.concatenate(ranks))
+
+
 def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: VerificationConfig) -> pd.DataFrame:
     """The pairs worth verifying, with their embedding and colour similarities.
 
@@ -585,7 +669,8 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
     when either similarity is high, or when it is among the `candidates_always` nearest of one of its images by
     either measure. Copies that are cropped, rotated or mirrored, and tiles that share only part of their
     ground, often score well below the seed's duplicate threshold, so neither floor is a duplicate threshold:
-    verification decides."""
+    verification decides. Each image's `candidates_by_part` nearest by part signature (`part_neighbours`) and
+    its `candidates_by_name` successors by file name (`name_neighbours`) are verified too."""
     ranked = neighbours_by_row(pairs)
     ranked = ranked[ranked[RANK] < settings.candidates_per_image]
     by_embedding = _unordered(
@@ -594,21 +679,33 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
     readable = files[files[SIGNATURE].notna()]
     signatures = np.stack(readable[SIGNATURE].to_numpy()) if len(readable) else np.empty((0, 0), np.float32)
     rows = readable[Col.ROW].to_numpy(dtype=np.int64)
+    position = pd.Series(np.arange(len(rows)), index=rows)
+
+    def with_similarities(proposed: pd.DataFrame) -> pd.DataFrame:
+        proposed = proposed.merge(pairs[[PAIR_A, PAIR_B, SIMILARITY]], on=[PAIR_A, PAIR_B], how="left")
+        proposed[COLOUR_SIMILARITY] = np.einsum(
+            "ij,ij->i",
+            signatures[position.reindex(proposed[PAIR_A]).to_numpy()],
+            signatures[position.reindex(proposed[PAIR_B]).to_numpy()],
+        ) if len(proposed) else np.empty(0)
+        return proposed
+
     by_colour = signature_neighbours(signatures, rows, settings.candidates_per_image)
     proposals = pd.concat([by_embedding, by_colour]).groupby([PAIR_A, PAIR_B], as_index=False)[RANK].min()
-    proposals = proposals.merge(pairs[[PAIR_A, PAIR_B, SIMILARITY]], on=[PAIR_A, PAIR_B], how="left")
-    position = pd.Series(np.arange(len(rows)), index=rows)
-    proposals[COLOUR_SIMILARITY] = np.einsum(
-        "ij,ij->i",
-        signatures[position.reindex(proposals[PAIR_A]).to_numpy()],
-        signatures[position.reindex(proposals[PAIR_B]).to_numpy()],
-    ) if len(proposals) else np.empty(0)
+    proposals = with_similarities(proposals)
     worth = (
         (proposals[SIMILARITY].fillna(0.0) >= settings.candidate_similarity)
         | (proposals[COLOUR_SIMILARITY] >= settings.candidate_colour_similarity)
         | (proposals[RANK] < settings.candidates_always)
     )
-    return proposals[worth].drop(columns=RANK).sort_values([PAIR_A, PAIR_B]).reset_index(drop=True)
+    chosen = [proposals.loc[worth, [PAIR_A, PAIR_B]]]
+    if settings.candidates_by_part and len(readable):
+        parts = np.stack(readable[PART_SIGNATURES].to_numpy())
+        chosen.append(part_neighbours(signatures, parts, rows, settings.candidates_by_part)[[PAIR_A, PAIR_B]])
+    if settings.candidates_by_name:
+        chosen.append(name_neighbours(readable[Col.PATH], rows, settings.candidates_by_name)[[PAIR_A, PAIR_B]])
+    candidates = pd.concat(chosen).drop_duplicates()
+    return with_similarities(candidates).sort_values([PAIR_A, PAIR_B]).reset_index(drop=True)
 
 
 RESULT_COLUMNS = [RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE]

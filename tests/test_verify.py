@@ -416,7 +416,8 @@ def test_each_images_nearest_neighbours_are_verified_whatever_their_similarity()
     pairs = pd.DataFrame({PAIR_A: [0], PAIR_B: [2], SIMILARITY: [0.5]})  # the embedding's only (weak) neighbours
 
     def chosen(always: int) -> list[tuple[int, int]]:
-        candidates = select_candidates(files, pairs, VerificationConfig(candidates_always=always))
+        settings = VerificationConfig(candidates_always=always, candidates_by_part=0, candidates_by_name=0)
+        candidates = select_candidates(files, pairs, settings)
         return list(zip(candidates[PAIR_A], candidates[PAIR_B]))
 
     assert chosen(1) == [(0, 1), (0, 2), (2, 3)]  # colour cosine 0.6 and similarity 0.5, but nearest
@@ -456,3 +457,91 @@ def test_chunks_by_locality_keep_partners_together():
     assert len(chunks) == 10
     assert max(len(set(chunk[PAIR_A]) | set(chunk[PAIR_B])) for chunk in chunks) <= 101
     assert chunks_by_locality(chain.iloc[0:0], 100) == []
+
+
+def test_a_zoom_has_the_colours_of_one_part_of_its_original(scene: np.ndarray) -> None:
+    """A 2x zoom into one corner of a tile whose corners differ in colour: its colours are far from the whole
+    tile's but close to one part's, which is what `part_neighbours` searches."""
+    from tasks.imagestats import colour_signatures
+
+    half = SIZE // 2
+    tile = scene.copy()
+    for (top, left), tint in zip([(0, 0), (0, half), (half, 0), (half, half)],
+                                 [(40, 160, 60), (170, 90, 30), (60, 60, 190), (150, 150, 150)], strict=True):
+        region = tile[top : top + half, left : left + half].astype(np.float32)
+        tile[top : top + half, left : left + half] = np.clip(region * 0.5 + np.array(tint) * 0.5, 0, 255)
+    zoom = cv2.resize(tile[8 : 8 + half, 12 : 12 + half], (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    whole, parts = colour_signatures(Image.fromarray(tile))
+    zoom_whole, _ = colour_signatures(Image.fromarray(zoom))
+
+    assert parts.dtype == np.uint8 and parts.shape == (verify.PART_WINDOWS * len(whole),)
+    best_part = float((parts.reshape(verify.PART_WINDOWS, -1) / 255.0 @ zoom_whole).max())
+    assert best_part > 0.9
+    assert float(whole @ zoom_whole) < best_part - 0.2
+
+
+def test_part_neighbours_match_a_brute_force_search() -> None:
+    """The blocked search returns, for every row, the k rows whose best part is nearest its whole signature."""
+    rng = np.random.default_rng(11)
+    n, k, dims = 17, 3, 8
+    signatures = rng.random((n, dims), dtype=np.float32)
+    signatures /= np.linalg.norm(signatures, axis=1, keepdims=True)
+    parts = rng.integers(0, 256, size=(n, verify.PART_WINDOWS * dims), dtype=np.uint8)
+    rows = np.arange(100, 100 + n)
+
+    found = verify.part_neighbours(signatures, parts, rows, k, queries=4, images=5)
+
+    scores = (signatures @ (parts.reshape(-1, dims).astype(np.float32) / 255.0).T).reshape(n, n, -1).max(axis=2)
+    np.fill_diagonal(scores, -np.inf)
+    expected = set()
+    for query in range(n):
+        for rank, other in enumerate(np.argsort(-scores[query])[:k]):
+            pair = (min(rows[query], rows[other]), max(rows[query], rows[other]))
+            expected.add((*pair, rank, round(float(scores[query, other]), 5)))
+    assert {(a, b, r, round(s, 5)) for a, b, r, s in
+            zip(found["row_a"], found["row_b"], found["rank"], found["similarity"])} == expected
+
+
+def test_name_neighbours_follow_natural_order_across_folders() -> None:
+    paths = pd.Series(["/d/train/a/tile_10.jpg", "/d/val/b/tile_9.jpg", "/d/unlabeled/tile_11.png", "/d/x/other.jpg"])
+
+    pairs = verify.name_neighbours(paths, np.array([0, 1, 2, 3]), k=1)
+
+    assert sorted(zip(pairs["row_a"], pairs["row_b"])) == [(0, 1), (0, 2), (1, 3)]  # other, 9, 10, 11
+    assert len(verify.name_neighbours(paths, np.array([0, 1, 2, 3]), k=2)) == 5
+
+
+def test_part_and_name_neighbours_are_verified_whatever_their_similarity() -> None:
+    from tasks.imagestats import PART_SIGNATURES, SIGNATURE
+    from tasks.similarity import PAIR_A, PAIR_B, empty_pairs
+    from tasks.verify import select_candidates
+
+    signatures = np.eye(4, dtype=np.float32)  # no two images share a colour
+    parts = np.zeros((4, verify.PART_WINDOWS, 4), np.uint8)
+    parts[2, 5] = [255, 0, 0, 0]  # one part of image 2 has image 0's colours
+    files = pd.DataFrame({Col.ROW: [0, 1, 2, 3], Col.PATH: ["/a/9.jpg", "/a/z.jpg", "/b/1.jpg", "/a/10.jpg"],
+                          SIGNATURE: list(signatures), PART_SIGNATURES: list(parts.reshape(4, -1))})
+    no_neighbours = dict(candidates_always=0, candidate_colour_similarity=1.0, candidate_similarity=1.0)
+
+    def chosen(by_part: int, by_name: int) -> set[tuple[int, int]]:
+        settings = VerificationConfig(candidates_by_part=by_part, candidates_by_name=by_name, **no_neighbours)
+        candidates = select_candidates(files, empty_pairs(), settings)
+        return set(zip(candidates[PAIR_A], candidates[PAIR_B]))
+
+    assert chosen(0, 0) == set()
+    assert (0, 2) in chosen(1, 0)
+    assert chosen(0, 1) == {(0, 2), (0, 3), (1, 3)}  # 1.jpg, 9.jpg, 10.jpg, z.jpg
+
+
+def test_correlation_must_hold_in_both_halves_of_the_overlap() -> None:
+    """A strong feature shared by one half of an overlap (a shoreline, a road) cannot carry a match alone."""
+    rng = np.random.default_rng(5)
+    fixed = rng.normal(0.0, 1.0, (60, 20)).astype(np.float32)
+    moving = fixed.copy()
+    assert verify._overlap_correlation(fixed, moving, 0, 0, min_half=0.5) == pytest.approx(1.0)
+    moving[30:] = rng.normal(0.0, 1.0, (30, 20))  # the lower half is different ground
+    fixed[:30] *= 4.0
+    moving[:30] *= 4.0  # ... and the shared upper half holds most of the detail
+    assert verify._normalised_correlation(fixed, moving) > 0.9
+    assert verify._overlap_correlation(fixed, moving, 0, 0, min_half=0.5) == -1.0
+    assert verify._overlap_correlation(fixed, moving, 0, 0, min_half=-1.0) > 0.9
