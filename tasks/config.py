@@ -57,7 +57,7 @@ class VerificationConfig(_Section):
         "are verified whatever their similarity."
     )
     candidates_by_part: int = Field(
-        1, ge=0, le=50, description="Each image is also verified against this many images with a part (a window "
+        2, ge=0, le=50, description="Each image is also verified against this many images with a part (a window "
         "of half their side) whose colours are nearest its own: finds 2x zooms and crops whose colours differ "
         "from the whole original's."
     )
