@@ -1,8 +1,12 @@
-"""Similarity: embeddings and nearest-neighbour pairs from an engine behind a small interface.
+"""Similarity: embeddings from an engine behind a small interface, and the nearest-neighbour pairs between them.
 
 `SimilarityEngine` is all the rest of Curate knows about fastdup; `FastdupEngine` implements it. Results are
 indexed by position in the list of images given to the engine, so file names (which may hold any bytes) never
 have to round-trip through the engine.
+
+The neighbour search is Curate's own (`top_k_similar`): exact, in blocks whose size does not depend on the
+dataset's, and shared with verification's colour searches. fastdup's own search over supplied vectors held
+about 1.9 GB at 100,000 images and took twice as long at 20,000 (docs/BENCHMARKS.md).
 """
 
 import contextlib
@@ -27,6 +31,8 @@ from tasks.progress import follow_percentages
 from tasks.schema import Col
 
 PAIR_A, PAIR_B, SIMILARITY, RANK = "row_a", "row_b", "similarity", "rank"
+# Part of the last search's key: change it whenever a change of code changes the neighbours found.
+SEARCH_VERSION = "exact cosine 1"
 
 
 @dataclass(frozen=True)
@@ -39,18 +45,14 @@ class Embedded:
 
 
 class SimilarityEngine(Protocol):
-    """An embedding and nearest-neighbour engine; fastdup is one. Embedding is the expensive half, so it is
-    asked only for images whose vectors are not cached; the search always covers all vectors."""
+    """An embedding engine; fastdup is one. It is asked only for images whose vectors are not cached; the
+    neighbour search (`nearest_neighbours`) always covers all vectors."""
 
     name: str
 
     def version(self) -> str: ...
 
     def embed(self, images: Sequence[Path], work_dir: Path) -> Embedded: ...
-
-    def neighbours(self, vectors: np.ndarray, settings: SimilarityConfig, work_dir: Path) -> pd.DataFrame:
-        """Directed kNN edges between vector indexes: source, target, similarity (cosine, higher = more alike)."""
-        ...
 
 
 @contextlib.contextmanager
@@ -79,7 +81,7 @@ _FASTDUP_CALL = threading.Lock()
 
 
 class FastdupEngine:
-    """fastdup's bundled offline model (d=576): features for a list of files, and the kNN graph over vectors.
+    """fastdup's bundled offline model (d=576): features for a list of files.
 
     fastdup also computes image statistics, but Curate measures its own while ingest decodes each image (one
     decode, the same numbers for every file, and measures normalised for content: see `tasks.imagestats`)."""
@@ -133,40 +135,71 @@ class FastdupEngine:
             failed[position] = "not read by fastdup"
         return Embedded(positions=_positions(pd.Series(names)), vectors=np.asarray(vectors, np.float32), failed=failed)
 
-    def neighbours(self, vectors: np.ndarray, settings: SimilarityConfig, work_dir: Path) -> pd.DataFrame:
-        import fastdup
 
-        with _FASTDUP_CALL:
-            return self._neighbours(fastdup, vectors, settings, work_dir)
+def top_k_similar(
+    queries: np.ndarray,
+    items: np.ndarray,
+    k: int,
+    *,
+    same_set: bool,
+    windows: int = 1,
+    scale: float = 1.0,
+    queries_per_block: int = 512,
+    items_per_block: int = 8192,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of `queries`, the k items with the largest dot product, best first: (item indexes, scores),
+    each len(queries) x k (k is capped at the number of items that may be chosen).
 
-    def _neighbours(self, fastdup, vectors: np.ndarray, settings: SimilarityConfig, work_dir: Path) -> pd.DataFrame:
-        if work_dir.exists():
-            shutil.rmtree(work_dir)
-        work_dir.parent.mkdir(parents=True, exist_ok=True)
-        # fastdup wants a unique absolute file name per vector; the files need not exist.
-        names = pd.DataFrame({"filename": [str(work_dir / "vectors" / f"{i:09d}.jpg") for i in range(len(vectors))]})
-        with _output_to(work_dir.with_suffix(".log")):
-            dataset = fastdup.create(work_dir=str(work_dir))
-            status = dataset.run(
-                overwrite=True,
-                run_sentry=False,
-                annotations=names,
-                embeddings=np.ascontiguousarray(vectors, dtype=np.float32),
-                nearest_neighbors_k=settings.nearest_neighbors,
-                threshold=0.0,  # keep all k neighbours: every image gets a nearest neighbour and outliers show
-                cc_threshold=settings.cluster_similarity,
-                verbose=False,
+    With `windows` > 1, an item is `windows` consecutive rows of `items` and scores with its best row. `items`
+    may be stored compactly (e.g. uint8): each block is turned into float32 times `scale`. With `same_set`,
+    query i and item i are the same image, never its own neighbour. The search is exact and runs in blocks of
+    `queries_per_block` x `items_per_block` scores, so memory does not grow with the square of the dataset."""
+    count = len(items) // windows
+    k = max(0, min(k, count - 1 if same_set else count))
+    best = np.full((len(queries), k), -np.inf, np.float32)
+    best_item = np.zeros((len(queries), k), np.int64)
+    if k == 0:
+        return best_item, best
+    items_per_block = max(1, items_per_block // windows)
+    for first_item in range(0, count, items_per_block):
+        block = items[first_item * windows : (first_item + items_per_block) * windows].astype(np.float32)
+        if scale != 1.0:
+            block *= scale
+        block_items = len(block) // windows
+        for first in range(0, len(queries), queries_per_block):
+            rows = slice(first, min(len(queries), first + queries_per_block))
+            scores = queries[rows] @ block.T
+            if windows > 1:
+                scores = scores.reshape(len(scores), block_items, windows).max(axis=2)
+            if same_set:
+                own = np.arange(rows.start, rows.stop)
+                inside = np.flatnonzero((own >= first_item) & (own < first_item + block_items))
+                scores[inside, own[inside] - first_item] = -np.inf
+            values = np.concatenate([best[rows], scores], axis=1)
+            indexes = np.concatenate(
+                [best_item[rows], np.broadcast_to(np.arange(first_item, first_item + block_items), scores.shape)],
+                axis=1,
             )
-            if status != 0:
-                raise RuntimeError(f"fastdup neighbour search failed with status {status}")
-            edges = dataset.similarity()
-        return pd.DataFrame(
-            {
-                "source": _positions(edges["filename_from"]),
-                "target": _positions(edges["filename_to"]),
-                SIMILARITY: edges["distance"].astype("float64"),  # fastdup's "distance" is cosine similarity
-            }
-        )
+            top = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
+            best[rows] = np.take_along_axis(values, top, axis=1)
+            best_item[rows] = np.take_along_axis(indexes, top, axis=1)
+    order = np.argsort(-best, axis=1, kind="stable")
+    return np.take_along_axis(best_item, order, axis=1), np.take_along_axis(best, order, axis=1)
+
+
+def nearest_neighbours(vectors: np.ndarray, k: int) -> pd.DataFrame:
+    """Directed kNN edges between vector indexes by cosine similarity (exact): source, target, similarity,
+    each source's k nearest first."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+    targets, similarities = top_k_similar(unit, unit, k, same_set=True)
+    return pd.DataFrame(
+        {
+            "source": np.repeat(np.arange(len(unit)), targets.shape[1]),
+            "target": targets.ravel(),
+            SIMILARITY: similarities.ravel().astype("float64"),
+        }
+    )
 
 
 def _positions(filenames: pd.Series) -> np.ndarray:
@@ -336,11 +369,11 @@ def compute_similarity(
             skipped=f"{len(present)} images {engine.name} could read; it needs at least {settings.min_images}",
         )
     # The same contents in the same order, with the same engine and settings, have the same neighbours.
-    search_key = digest_of([label, settings.model_dump_json(), *(keys[p] for p in present)])
+    search_key = digest_of([label, SEARCH_VERSION, settings.model_dump_json(), *(keys[p] for p in present)])
     last_search = LastResult(cache_dir / f"neighbours-{settings_digest(label)}.parquet") if cache_dir else None
     neighbours = last_search.get(search_key) if last_search else None
     if neighbours is None:
-        neighbours = engine.neighbours(np.stack([vectors[p] for p in present]), settings, work_dir / "search")
+        neighbours = nearest_neighbours(np.stack([vectors[p] for p in present]), settings.nearest_neighbors)
         if last_search:
             last_search.put(search_key, neighbours)
     return Similarity(

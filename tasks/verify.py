@@ -43,7 +43,7 @@ from tasks.config import VerificationConfig
 from tasks.imagestats import PART_SIGNATURES, PART_WINDOWS, SIGNATURE, eight_bit
 from tasks.progress import progress
 from tasks.schema import Col
-from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
+from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row, top_k_similar
 
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
@@ -578,65 +578,29 @@ def _unordered(rows: np.ndarray, others: np.ndarray, similarity: np.ndarray, ran
     )
 
 
-def signature_neighbours(signatures: np.ndarray, rows: np.ndarray, k: int, chunk: int = 2048) -> pd.DataFrame:
+def _ranked_pairs(rows: np.ndarray, found: np.ndarray, similarities: np.ndarray) -> pd.DataFrame:
+    """Unordered pairs from each row's nearest items (positions in `rows`, best first), rank 0 for the nearest."""
+    k = found.shape[1]
+    return _unordered(np.repeat(rows, k), rows[found.ravel()], similarities.ravel(), np.tile(np.arange(k), len(rows)))
+
+
+def signature_neighbours(signatures: np.ndarray, rows: np.ndarray, k: int) -> pd.DataFrame:
     """Each row's k most similar rows by colour signature (unordered pairs, similarity = cosine of signatures,
-    rank = 0 for the row's nearest).
-
-    Computed in chunks so memory stays at chunk x n similarities however large the dataset."""
-    n = len(rows)
-    k = min(k, n - 1)
-    if k < 1:
-        return _unordered(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
-    sources, targets, values = [], [], []
-    for start in range(0, n, chunk):
-        block = signatures[start : start + chunk] @ signatures.T
-        block[np.arange(len(block)), np.arange(start, start + len(block))] = -1.0  # not its own neighbour
-        nearest = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        nearest = np.take_along_axis(nearest, np.argsort(-np.take_along_axis(block, nearest, axis=1), axis=1), axis=1)
-        sources.append(np.repeat(rows[start : start + chunk], k))
-        targets.append(rows[nearest.ravel()])
-        values.append(np.take_along_axis(block, nearest, axis=1).ravel())
-    ranks = np.tile(np.arange(k), n)
-    return _unordered(np.concatenate(sources), np.concatenate(targets), np.concatenate(values), ranks)
+    rank = 0 for the row's nearest)."""
+    return _ranked_pairs(rows, *top_k_similar(signatures, signatures, k, same_set=True))
 
 
-def part_neighbours(
-    signatures: np.ndarray, parts: np.ndarray, rows: np.ndarray, k: int, queries: int = 512, images: int = 2048
-) -> pd.DataFrame:
+def part_neighbours(signatures: np.ndarray, parts: np.ndarray, rows: np.ndarray, k: int) -> pd.DataFrame:
     """Each row's k images with a part whose colours are nearest the row's whole image (unordered pairs;
     similarity = that part's cosine; rank 0 for the nearest). `parts` holds each row's `PART_WINDOWS` part
     signatures as uint8 levels (`tasks.imagestats.colour_signatures`).
 
     A 2x zoom into a tile, or a small crop of it, shows the colours of one part of the tile, so it ranks the
-    tile first here even when the whole tile's colours and embedding are far from its own. Computed in blocks of
-    `queries` x `images` x `PART_WINDOWS` similarities, so memory stays small however large the dataset."""
-    n = len(rows)
-    k = min(k, n - 1)
-    if k < 1:
-        return _unordered(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
-    best = np.full((n, k), -np.inf, np.float32)
-    best_image = np.zeros((n, k), np.int64)
-    for first_image in range(0, n, images):
-        block = parts[first_image : first_image + images].reshape(-1, signatures.shape[1]).astype(np.float32)
-        block /= 255.0
-        count = len(block) // PART_WINDOWS
-        for first in range(0, n, queries):
-            query = slice(first, min(n, first + queries))
-            scores = (signatures[query] @ block.T).reshape(-1, count, PART_WINDOWS).max(axis=2)
-            own = np.arange(query.start, query.stop)
-            inside = np.flatnonzero((own >= first_image) & (own < first_image + count))
-            scores[inside, own[inside] - first_image] = -np.inf  # not its own part
-            values = np.concatenate([best[query], scores], axis=1)
-            indices = np.concatenate(
-                [best_image[query], np.broadcast_to(np.arange(first_image, first_image + count), scores.shape)],
-                axis=1,
-            )
-            top = np.argpartition(-values, k - 1, axis=1)[:, :k]
-            best[query] = np.take_along_axis(values, top, axis=1)
-            best_image[query] = np.take_along_axis(indices, top, axis=1)
-    order = np.argsort(-best, axis=1, kind="stable")
-    best, best_image = np.take_along_axis(best, order, axis=1), np.take_along_axis(best_image, order, axis=1)
-    return _unordered(np.repeat(rows, k), rows[best_image.ravel()], best.ravel(), np.tile(np.arange(k), n))
+    tile first here even when the whole tile's colours and embedding are far from its own."""
+    windows = parts.reshape(-1, signatures.shape[1]) if len(parts) else parts
+    return _ranked_pairs(
+        rows, *top_k_similar(signatures, windows, k, same_set=True, windows=PART_WINDOWS, scale=1.0 / 255.0)
+    )
 
 
 def _natural_key(path: str) -> tuple[tuple[int, int | str], ...]:

@@ -60,14 +60,14 @@ def test_re_runs_embed_only_new_images_and_renames_hit_the_cache(tmp_path, textu
 
 
 def test_the_neighbour_search_is_repeated_only_when_the_contents_change(tmp_path, texture, monkeypatch):
-    from tasks.similarity import FastdupEngine
+    from tasks import similarity
 
     data, cache = tmp_path / "data", tmp_path / "cache"
     for seed in range(12):
         texture(data / f"{seed}.jpg", seed=seed)
     searches = []
-    search = FastdupEngine.neighbours
-    monkeypatch.setattr(FastdupEngine, "neighbours", lambda self, *a, **k: searches.append(1) or search(self, *a, **k))
+    search = similarity.nearest_neighbours
+    monkeypatch.setattr(similarity, "nearest_neighbours", lambda *a, **k: searches.append(1) or search(*a, **k))
     _, cold_pairs = run(data, tmp_path / "w1", cache)
     _, pairs = run(data, tmp_path / "w2", cache)
     assert len(searches) == 1 and pairs == cold_pairs, "the same contents: the last search is read back"

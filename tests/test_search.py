@@ -1,0 +1,67 @@
+"""The neighbour search (`tasks.similarity.top_k_similar`, `nearest_neighbours`): exact in any block size, and
+the same neighbours fastdup's own search finds over the same vectors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.similarity import SIMILARITY, nearest_neighbours, top_k_similar
+
+
+def brute_force(queries: np.ndarray, items: np.ndarray, k: int, same_set: bool, windows: int) -> np.ndarray:
+    scores = (queries @ items.T).reshape(len(queries), -1, windows).max(axis=2)
+    if same_set:
+        np.fill_diagonal(scores, -np.inf)
+    return scores
+
+
+@pytest.mark.parametrize("same_set", [True, False])
+@pytest.mark.parametrize("windows", [1, 3])
+def test_blocked_search_is_exact(same_set: bool, windows: int) -> None:
+    rng = np.random.default_rng(4)
+    queries = rng.random((23, 6), dtype=np.float32)
+    items = rng.random((23 * windows, 6), dtype=np.float32)
+    scores = brute_force(queries, items, 4, same_set, windows)
+
+    found, values = top_k_similar(queries, items, 4, same_set=same_set, windows=windows,
+                                  queries_per_block=5, items_per_block=4 * windows)
+
+    assert found.shape == values.shape == (23, 4)
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :4]
+    assert (found == expected).all()
+    assert np.allclose(values, np.take_along_axis(scores, expected, axis=1), atol=1e-6)
+
+
+def test_k_is_capped_and_compact_items_are_scaled() -> None:
+    items = np.array([[255, 0], [0, 255], [128, 128]], np.uint8)
+    queries = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], np.float32)
+
+    found, values = top_k_similar(queries, items, 10, same_set=True, scale=1.0 / 255.0)
+
+    assert found.shape == (3, 2)  # each query may choose among the other two items only
+    assert list(found[0]) == [2, 1] and values[0, 0] == pytest.approx(128 / 255)
+
+
+def test_nearest_neighbours_match_fastdups_own_search(tmp_path) -> None:
+    """fastdup's search over supplied vectors, as Curate used it before, finds the same k neighbours."""
+    import fastdup
+
+    from tasks.similarity import _output_to, _positions
+
+    vectors = np.random.default_rng(8).normal(size=(300, 64)).astype(np.float32)
+    names = pd.DataFrame({"filename": [str(tmp_path / "v" / f"{i:09d}.jpg") for i in range(len(vectors))]})
+    with _output_to(tmp_path / "fastdup.log"):
+        dataset = fastdup.create(work_dir=str(tmp_path / "fastdup"))
+        assert dataset.run(overwrite=True, run_sentry=False, annotations=names, embeddings=vectors,
+                           nearest_neighbors_k=5, threshold=-1.0, verbose=False) == 0
+        edges = dataset.similarity()
+    theirs = pd.DataFrame({"source": _positions(edges["filename_from"]), "target": _positions(edges["filename_to"]),
+                           SIMILARITY: edges["distance"]})
+
+    ours = nearest_neighbours(vectors, 5)
+
+    assert len(ours) == 300 * 5
+    merged = ours.merge(theirs, on=["source", "target"], how="outer", suffixes=("_ours", "_theirs"), indicator=True)
+    assert (merged["_merge"] == "both").mean() > 0.99  # near-ties may be ordered differently at the k-th place
+    both = merged[merged["_merge"] == "both"]
+    assert np.allclose(both["similarity_ours"], both["similarity_theirs"], atol=1e-4)
