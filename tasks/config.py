@@ -26,7 +26,7 @@ class SimilarityConfig(_Section):
     """How neighbour pairs are found."""
 
     nearest_neighbors: int = Field(
-        10, ge=2, le=50, description="Neighbours searched per image (fastdup's k); also the outlier neighbourhood."
+        10, ge=2, le=50, description="Neighbours searched per image; also the outlier neighbourhood."
     )
     cluster_similarity: float = Field(
         0.96, ge=0.0, le=1.0, description="Similarity that links images into the `cluster` column's components."
