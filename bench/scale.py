@@ -98,16 +98,19 @@ def dataset(root: Path, tiles: list[Path]) -> dict[str, Path]:
 
 
 def measure(command: list[str], env: dict[str, str], success: tuple[int, ...] = (0,)) -> dict:
-    """Run a command; its wall time, exit status and the peak resident memory of its whole process tree. An exit
+    """Run a command; its wall time, exit status and the peak resident memory of its whole process tree (and
+    when it was reached, in seconds from the start). An exit
     status outside `success` raises, with the command's last output."""
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     watched = psutil.Process(process.pid)
-    peak = 0
+    peak, peak_at = 0, 0.0
     while process.poll() is None:
         try:
             tree = [watched, *watched.children(recursive=True)]
-            peak = max(peak, sum(member.memory_info().rss for member in tree if member.is_running()))
+            resident = sum(member.memory_info().rss for member in tree if member.is_running())
+            if resident > peak:
+                peak, peak_at = resident, time.perf_counter() - started
         except psutil.Error:
             pass
         time.sleep(0.2)
@@ -115,7 +118,8 @@ def measure(command: list[str], env: dict[str, str], success: tuple[int, ...] = 
     output = process.stdout.read().decode(errors="replace")
     if process.returncode not in success:
         raise RuntimeError(f"{command[:3]} exited {process.returncode}:\n{output[-3000:]}")
-    return {"seconds": round(seconds, 2), "exit": process.returncode, "peak_rss_mib": round(peak / 2**20, 1)}
+    return {"seconds": round(seconds, 2), "exit": process.returncode, "peak_rss_mib": round(peak / 2**20, 1),
+            "peak_at_seconds": round(peak_at, 1)}
 
 
 def curate(splits: dict[str, Path], out: Path, cache: Path, env: dict[str, str]) -> dict:
