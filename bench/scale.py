@@ -99,8 +99,8 @@ def dataset(root: Path, tiles: list[Path]) -> dict[str, Path]:
 
 def measure(command: list[str], env: dict[str, str], success: tuple[int, ...] = (0,)) -> dict:
     """Run a command; its wall time, exit status and the peak resident memory of its whole process tree (and
-    when it was reached, in seconds from the start). An exit
-    status outside `success` raises, with the command's last output."""
+    when it was reached, in seconds from the start). An exit status outside `success` raises, with the
+    command's last output."""
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     watched = psutil.Process(process.pid)

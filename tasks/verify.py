@@ -48,7 +48,7 @@ from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-2"
+METHOD_VERSION = "orb-ransac+correlation-3"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -78,14 +78,14 @@ _UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombE
 
 @dataclass(frozen=True)
 class ImageFeatures:
-    """ORB features of one image and of its horizontal mirror, in working-image pixel coordinates, plus the fine
-    detail of a small grey thumbnail for the correlation stage.
+    """ORB features of one image and of its horizontal mirror, in working-image pixel coordinates, plus a small
+    grey thumbnail for the correlation stage.
 
     `points`/`descriptors` come from the image itself, strongest corner first; `mirror_points`/`mirror_descriptors`
     describe the strongest `mirror_features` of them on the image flipped left-right (coordinates in the flipped
-    frame). `scale` converts original to working pixels. `details` holds the high-passed grey thumbnail (longest
-    side `_THUMBNAIL_SIDE`, float16) and then, for each of the settings' `correlation_zooms`, the same taken
-    after shrinking the thumbnail by that factor; empty when the image is too small to correlate.
+    frame). `scale` converts original to working pixels. `thumbnail` is the grey image with its longest side at
+    `_THUMBNAIL_SIDE` (uint8, 16 KB at most: a chunk holds the features of every image it touches), or 0 x 0
+    when the image is too small to correlate; its fine detail is taken when a pair needs it (`_spectra`).
     """
 
     path: str
@@ -96,7 +96,7 @@ class ImageFeatures:
     descriptors: np.ndarray
     mirror_points: np.ndarray
     mirror_descriptors: np.ndarray
-    details: tuple[np.ndarray, ...]
+    thumbnail: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -129,20 +129,16 @@ def _resized(gray: np.ndarray, factor: float) -> np.ndarray:
 
 
 def _high_pass(gray: np.ndarray) -> np.ndarray:
-    """The fine detail of `gray`: the image minus its Gaussian blur (float16, to keep features small)."""
+    """The fine detail of `gray`: the image minus its Gaussian blur (float32)."""
     image = gray.astype(np.float32)
-    return (image - cv2.GaussianBlur(image, (0, 0), _HIGH_PASS_SIGMA)).astype(np.float16)
+    return image - cv2.GaussianBlur(image, (0, 0), _HIGH_PASS_SIGMA)
 
 
-def _details(gray: np.ndarray, zooms: tuple[float, ...]) -> tuple[np.ndarray, ...]:
-    """High-passed thumbnails of `gray`, at `_THUMBNAIL_SIDE` then shrunk by each zoom; () if it is too small.
-
-    A zoomed-in view is shrunk to the other image's scale before its detail is taken, so that both keep the same
-    band of ground detail."""
+def _thumbnail(gray: np.ndarray) -> np.ndarray:
+    """`gray` with its longest side at `_THUMBNAIL_SIDE`; 0 x 0 if it is too small to correlate."""
     if min(gray.shape) < _MIN_CORRELATION_SIDE:
-        return ()
-    thumbnail = _resized(gray, _THUMBNAIL_SIDE / max(gray.shape))
-    return (_high_pass(thumbnail), *(_high_pass(_resized(thumbnail, 1.0 / zoom)) for zoom in zooms))
+        return np.empty((0, 0), np.uint8)
+    return _resized(gray, _THUMBNAIL_SIDE / max(gray.shape))
 
 
 def _load_working_gray(path: str, max_side: int) -> tuple[np.ndarray, float] | None:
@@ -211,7 +207,7 @@ def extract_features(path: str | Path, settings: VerificationConfig = Verificati
     if loaded is None:
         return None
     gray, scale = loaded
-    details = _details(gray, settings.correlation_zooms)
+    thumbnail = _thumbnail(gray)
     # A global stretch (not CLAHE, whose tiles change under cropping) cancels brightness and contrast edits and
     # lifts smooth scenes such as water and grass towards the FAST threshold.
     gray = _stretch_contrast(gray, settings.contrast_clip)
@@ -239,7 +235,7 @@ def extract_features(path: str | Path, settings: VerificationConfig = Verificati
         descriptors=descriptors,
         mirror_points=mirror_points,
         mirror_descriptors=mirror_descriptors,
-        details=details,
+        thumbnail=thumbnail,
     )
 
 
@@ -418,17 +414,25 @@ def _zoom_label(zoom: float) -> str:
 Spectra = list[tuple[np.ndarray, np.ndarray]]
 
 
-def _spectra(features: ImageFeatures) -> Spectra:
-    """Each of an image's details (as float32) with its spectrum: the per-image half of a correlation."""
-    return [_spectrum(detail) for detail in features.details]
+def _spectra(features: ImageFeatures, zooms: tuple[float, ...]) -> Spectra:
+    """The per-image half of a correlation: the fine detail of the thumbnail, then of the thumbnail shrunk by
+    each of `zooms`, each with its spectrum; [] when the image is too small to correlate.
+
+    A zoomed-in view is shrunk to the other image's scale before its detail is taken, so that both keep the same
+    band of ground detail."""
+    if not features.thumbnail.size:
+        return []
+    shrunk = [_resized(features.thumbnail, 1.0 / zoom) for zoom in zooms]
+    return [_spectrum(_high_pass(thumbnail)) for thumbnail in (features.thumbnail, *shrunk)]
 
 
 def correlate_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig = VerificationConfig()) -> Verification:
     """Decide an unrotated pair by correlating thumbnails: b shifted over a at the same scale, or zoomed by one of
     `correlation_zooms` either way. The best alignment is accepted when its high-passed overlap correlates at
     `min_correlation` or more over at least `correlation_min_overlap` of the thumbnail's area, and each half of
-    the overlap at `correlation_min_half` or more. `score` is that correlation and `inliers` 0. `a` and `b` must have been extracted with the same `correlation_zooms`."""
-    return _correlate(_spectra(a), _spectra(b), settings)
+    the overlap at `correlation_min_half` or more. `score` is that correlation and `inliers` 0."""
+    zooms = settings.correlation_zooms
+    return _correlate(_spectra(a, zooms), _spectra(b, zooms), settings)
 
 
 def _correlate(spectra_a: Spectra, spectra_b: Spectra, settings: VerificationConfig) -> Verification:
@@ -471,7 +475,8 @@ def verify_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig
     searched from a to b, so `transform` and `score` describe b relative to a; swapping the pair can change the
     counts slightly near the thresholds.
     """
-    return _verify(a, b, settings, lambda: (_spectra(a), _spectra(b)))
+    zooms = settings.correlation_zooms
+    return _verify(a, b, settings, lambda: (_spectra(a, zooms), _spectra(b, zooms)))
 
 
 def _verify(
@@ -531,7 +536,7 @@ def verify_pairs(pairs: pd.DataFrame, settings: VerificationConfig = Verificatio
 
                 def spectra_of(path: str) -> Spectra:
                     if path not in memo:
-                        memo[path] = _spectra(features[path])
+                        memo[path] = _spectra(features[path], settings.correlation_zooms)
                     return memo[path]
 
                 return [

@@ -272,7 +272,7 @@ def test_degenerate_image_has_no_features_and_matches_nothing(
     original = extract_features(scene_path)
     assert degenerate is not None and original is not None
 
-    assert len(degenerate.points) == len(degenerate.mirror_points) == 0 and degenerate.details == ()
+    assert len(degenerate.points) == len(degenerate.mirror_points) == 0 and degenerate.thumbnail.size == 0
     assert verify_pair(degenerate, original) == verify_pair(original, degenerate) == verify.NO_MATCH
 
 
@@ -285,7 +285,7 @@ def test_features_are_plain_arrays_that_survive_pickling(scene_path: Path) -> No
     assert isinstance(restored, ImageFeatures)
     assert restored.descriptors.shape == (len(restored.points), 32)
     assert restored.mirror_descriptors.shape == (len(restored.mirror_points), 32)
-    assert [detail.shape for detail in restored.details] == [(128, 128), (64, 64)]
+    assert restored.thumbnail.shape == (128, 128) and restored.thumbnail.dtype == np.uint8
     assert len(restored.points) >= VerificationConfig().n_features // 2
     assert verify_pair(restored, features).transform == "same"
 
