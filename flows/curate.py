@@ -205,6 +205,7 @@ def curate(
             matches = _timed(
                 timings, "verify", verify_candidates, files, similarity.pairs, config.verification,
                 cache_dir=cache_folder(config), run_chunks=chunks, chunk_size=config.runner.chunk_size,
+                feature_cache_bytes=config.runner.feature_cache_mb * 2**20,
             )
         manifest = _timed(timings, "classify", classify_task, files, similarity, matches, config, overrides)
         gate = _timed(timings, "expectations", expectations_task, manifest, config, staging / "quality" / "data_docs")

@@ -232,6 +232,11 @@ class RunnerConfig(_Section):
         "of verification, taken in an order that keeps partners together."
     )
 
+    feature_cache_mb: int = Field(
+        256, ge=0, description="Megabytes of verification features (about 30 KB an image) that each process keeps "
+        "for the chunks that follow: chunks are cut by pairs, and an image's pairs can fall in several."
+    )
+
     @model_validator(mode="after")
     def _address_needs_dask(self) -> "RunnerConfig":
         if self.dask_address and self.kind != "dask":

@@ -23,7 +23,10 @@ keypoint matches are matched again on keypoints of a larger working image, compu
 
 import itertools
 import math
+import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -508,11 +511,57 @@ def _refined(settings: VerificationConfig) -> VerificationConfig:
     return settings.model_copy(update={"max_side": settings.refine_max_side, "n_features": settings.refine_n_features})
 
 
-def verify_pairs(pairs: pd.DataFrame, settings: VerificationConfig = VerificationConfig(), workers: int = 2) -> pd.DataFrame:
+class FeatureCache:
+    """The features of recently seen images, shared by the verification chunks that run in one process: chunks
+    are cut by pairs, and neighbouring chunks touch many of the same images. Keyed by path, size and
+    modification time (an edited file is extracted again) and by the settings; at most `max_bytes` of arrays,
+    the least recently used dropped first. Thread-safe."""
+
+    def __init__(self) -> None:
+        self.max_bytes = 0
+        self._entries: OrderedDict[tuple, tuple[ImageFeatures | None, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def features(self, path: str, settings: VerificationConfig) -> ImageFeatures | None:
+        """`extract_features(path, settings)`, from the cache when the same file was extracted recently."""
+        try:
+            status = os.stat(path)
+            key = (path, status.st_size, status.st_mtime_ns, settings.model_dump_json())
+        except OSError:
+            return None  # what extract_features returns for a file it cannot read
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key][0]
+        extracted = extract_features(path, settings)
+        size = 1024 + (sum(array.nbytes for array in (
+            extracted.points, extracted.descriptors, extracted.mirror_points, extracted.mirror_descriptors,
+            extracted.thumbnail)) if extracted is not None else 0)
+        with self._lock:
+            if key not in self._entries and size <= self.max_bytes:
+                self._entries[key] = (extracted, size)
+                self._bytes += size
+                while self._bytes > self.max_bytes:
+                    self._bytes -= self._entries.popitem(last=False)[1][1]
+        return extracted
+
+
+# One per process: a Dask worker or the flow's own process keeps what its earlier chunks extracted.
+FEATURE_CACHE = FeatureCache()
+
+
+def verify_pairs(
+    pairs: pd.DataFrame,
+    settings: VerificationConfig = VerificationConfig(),
+    workers: int = 2,
+    feature_cache_bytes: int = 0,
+) -> pd.DataFrame:
     """Verify every row of `pairs` (columns path_a, path_b).
 
     Returns a copy with columns relation, match_score, inliers, transform and coverage added. Features are
-    extracted once per distinct path; a pair with an unreadable image gets relation "none". `workers` threads
+    extracted once per distinct path, and kept in this process's `FEATURE_CACHE` (up to `feature_cache_bytes`)
+    for the chunks that follow; a pair with an unreadable image gets relation "none". `workers` threads
     share the work (OpenCV releases the GIL), with OpenCV's own threading off meanwhile to avoid oversubscription.
     Pairs go to the threads in runs of `_PAIRS_PER_BATCH` consecutive rows; within a run each image's correlation
     spectra are computed once (rows sorted by image share them).
@@ -528,7 +577,8 @@ def verify_pairs(pairs: pd.DataFrame, settings: VerificationConfig = Verificatio
     cv2.setNumThreads(1)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            extracted = pool.map(lambda path: extract_features(path, settings), paths)
+            FEATURE_CACHE.max_bytes = feature_cache_bytes
+            extracted = pool.map(lambda path: FEATURE_CACHE.features(path, settings), paths)
             features = dict(zip(paths, progress(extracted, "keypoints", len(paths), "image")))
 
             def verify_batch(batch: list[tuple[str, str]]) -> list[Verification]:
@@ -708,12 +758,14 @@ def verify_candidates(
     cache_dir: Path | None = None,
     run_chunks: ChunkMap = run_here,
     chunk_size: int = 5000,
+    feature_cache_bytes: int = 0,
 ) -> pd.DataFrame:
     """The verification stage: candidate pairs (row_a, row_b, similarity) with relation, match_score, inliers,
     transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
     contents verified before (with the same settings) are not verified again. The pairs to verify run on
     `run_chunks` in chunks of `chunk_size` pairs (`chunks_by_locality`); each chunk extracts the features of its
-    own images, so memory is bounded by the chunk, not the dataset."""
+    own images, or takes them from what its process kept from earlier chunks (`FeatureCache`, up to
+    `feature_cache_bytes`), so memory is bounded by the chunk and that budget, not the dataset."""
     candidates = select_candidates(files, pairs, settings)
     by_row = files.set_index(Col.ROW)
     located = candidates.assign(
@@ -725,7 +777,8 @@ def verify_candidates(
     cache = PairCache(cache_dir, f"{METHOD_VERSION} {settings.model_dump_json()}") if cache_dir else None
     known, todo = cache.split(located, RESULT_COLUMNS) if cache else (None, located)
     verified = pd.concat(
-        run_chunks("verify", verify_pairs, chunks_by_locality(todo, chunk_size), settings=settings, workers=workers)
+        run_chunks("verify", verify_pairs, chunks_by_locality(todo, chunk_size), settings=settings, workers=workers,
+                   feature_cache_bytes=feature_cache_bytes)
     ) if len(todo) else todo.assign(
         **{RELATION: pd.Series(dtype="string"), MATCH_SCORE: 0.0, INLIERS: 0, TRANSFORM: "", COVERAGE: 0.0}
     )

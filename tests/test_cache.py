@@ -161,3 +161,33 @@ def test_verification_results_are_reused_by_content(tmp_path, monkeypatch):
     assert len(verified_rows) == 1 and verified_rows[0] > 0
     assert matches() == first
     assert len(verified_rows) == 1, "the second run verified no pair again"
+
+
+def test_verification_chunks_share_features_within_their_budget(tmp_path, texture, monkeypatch):
+    """Chunks cut by pairs touch the same images; the process keeps their features within the budget."""
+    from tasks import verify
+    from tasks.config import VerificationConfig
+    from tasks.ingest import find_files, ingest
+    from tasks.similarity import compute_similarity
+
+    for seed in range(12):
+        texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
+    files = ingest(find_files({"train": tmp_path / "data"}, (".jpg",)))
+    pairs = compute_similarity(files, SETTINGS, tmp_path / "work").pairs
+    settings = VerificationConfig(refine_min_inliers=1000)  # the finer pass extracts features of its own
+    extracted = []
+    extract = verify.extract_features
+    monkeypatch.setattr(verify, "extract_features", lambda path, s: extracted.append(path) or extract(path, s))
+
+    def run(budget: int):
+        extracted.clear()
+        monkeypatch.setattr(verify, "FEATURE_CACHE", verify.FeatureCache())
+        matches = verify.verify_candidates(files, pairs, settings, chunk_size=3, feature_cache_bytes=budget)
+        return matches, list(extracted)
+
+    shared, with_budget = run(2**26)
+    alone, without = run(0)
+    images = set(without)
+    assert sorted(with_budget) == sorted(images), "each image extracted once"
+    assert len(without) > len(images), "chunks of 3 pairs share images"
+    assert shared.equals(alone)
