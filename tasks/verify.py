@@ -542,9 +542,18 @@ class FeatureCache:
             if key not in self._entries and size <= self.max_bytes:
                 self._entries[key] = (extracted, size)
                 self._bytes += size
-                while self._bytes > self.max_bytes:
-                    self._bytes -= self._entries.popitem(last=False)[1][1]
+                self._trim()
         return extracted
+
+    def limit(self, max_bytes: int) -> None:
+        """Keep at most `max_bytes` from now on (dropping the oldest entries beyond it now)."""
+        with self._lock:
+            self.max_bytes = max_bytes
+            self._trim()
+
+    def _trim(self) -> None:
+        while self._bytes > self.max_bytes:
+            self._bytes -= self._entries.popitem(last=False)[1][1]
 
 
 # One per process: a Dask worker or the flow's own process keeps what its earlier chunks extracted.
@@ -577,7 +586,7 @@ def verify_pairs(
     cv2.setNumThreads(1)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            FEATURE_CACHE.max_bytes = feature_cache_bytes
+            FEATURE_CACHE.limit(feature_cache_bytes)
             extracted = pool.map(lambda path: FEATURE_CACHE.features(path, settings), paths)
             features = dict(zip(paths, progress(extracted, "keypoints", len(paths), "image")))
 
