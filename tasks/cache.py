@@ -7,6 +7,7 @@ atomically, so a crash or a concurrent run can lose entries (they are computed a
 """
 
 import hashlib
+import json
 import os
 import re
 import uuid
@@ -65,14 +66,50 @@ class EmbeddingCache:
         os.replace(keys_tmp, self.folder / KEYS_FILE)
 
 
+_ARRAY_DTYPES = b"curate_array_dtypes"
+
+
+def _to_table(frame: pd.DataFrame) -> pa.Table:
+    """`frame` as an Arrow table; a column of numpy arrays (or missing) is stored as their bytes, its dtype in the
+    schema's metadata. Arrow would otherwise convert every array element by element: about 1.4 GB and 7 s for
+    100,000 rows of 1,280 numbers, against the 130 MB of the numbers themselves."""
+    dtypes, columns = {}, {}
+    for name in frame.columns:
+        values = frame[name]
+        first = next((value for value in values if isinstance(value, np.ndarray)), None) \
+            if values.dtype == object else None
+        if first is not None:  # missing entries (None or NaN) stay missing
+            dtypes[name] = first.dtype.str
+            columns[name] = pa.array(
+                [value.tobytes() if isinstance(value, np.ndarray) else None for value in values], pa.binary()
+            )
+        else:
+            columns[name] = pa.Array.from_pandas(values)
+    table = pa.table(columns)
+    return table.replace_schema_metadata({_ARRAY_DTYPES: json.dumps(dtypes).encode()})
+
+
+def _from_table(table: pa.Table) -> pd.DataFrame:
+    """The frame `_to_table` stored, with its array columns as numpy arrays again."""
+    dtypes = json.loads((table.schema.metadata or {}).get(_ARRAY_DTYPES, b"{}"))
+    plain = table.drop_columns(list(dtypes)).to_pandas()
+    for name, dtype in dtypes.items():
+        plain[name] = pd.Series(
+            [None if value is None else np.frombuffer(value, dtype) for value in table[name].to_pylist()],
+            dtype=object,
+        )
+    return plain[table.column_names]
+
+
 class ResultCache:
     """Results keyed by content (one or more sha256 columns), for one set of settings, in one Parquet file.
 
-    A result computed once from the same bytes with the same settings is never computed again."""
+    A result computed once from the same bytes with the same settings is never computed again. Results may hold
+    numpy arrays (an image's colour signatures)."""
 
     def __init__(self, path: Path, keys: list[str]) -> None:
         self.path, self.keys = Path(path), keys
-        self._known = pd.read_parquet(self.path) if self.path.exists() else None
+        self._known = _from_table(pq.read_table(self.path)) if self.path.exists() else None
 
     def split(self, frame: pd.DataFrame, values: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(rows of `frame` with cached `values` filled in, rows still to compute); `frame` carries the keys."""
@@ -91,7 +128,7 @@ class ResultCache:
         self._known = table.drop_duplicates(self.keys).reset_index(drop=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{uuid.uuid4().hex[:8]}.parquet")
-        self._known.to_parquet(temporary, index=False)
+        pq.write_table(_to_table(self._known), temporary)
         os.replace(temporary, self.path)
 
 

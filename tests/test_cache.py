@@ -191,3 +191,23 @@ def test_verification_chunks_share_features_within_their_budget(tmp_path, textur
     assert sorted(with_budget) == sorted(images), "each image extracted once"
     assert len(without) > len(images), "chunks of 3 pairs share images"
     assert shared.equals(alone)
+
+
+def test_result_cache_keeps_arrays_and_missing_values(tmp_path):
+    """Signatures are stored as bytes with their dtype, and come back as the same arrays (missing stays missing)."""
+    from tasks.cache import ResultCache
+
+    signature = np.linspace(0, 1, 128, dtype=np.float32)
+    parts = np.arange(1152, dtype=np.uint16).astype(np.uint8)
+    results = pd.DataFrame({"sha256": ["a", "b", "c"], "valid": [True, False, True],
+                            "signature": [signature, None, signature * 2], "parts": [parts, np.nan, parts]})
+    ResultCache(tmp_path / "c.parquet", ["sha256"]).add(results, ["valid", "signature", "parts"])
+
+    known, todo = ResultCache(tmp_path / "c.parquet", ["sha256"]).split(
+        pd.DataFrame({"sha256": ["c", "b", "new"]}), ["valid", "signature", "parts"])
+
+    assert list(todo["sha256"]) == ["new"]
+    c, b = known.iloc[0], known.iloc[1]
+    assert c["signature"].dtype == np.float32 and np.array_equal(c["signature"], signature * 2)
+    assert c["parts"].dtype == np.uint8 and np.array_equal(c["parts"], parts)
+    assert not b["valid"] and b["signature"] is None and b["parts"] is None
