@@ -65,3 +65,13 @@ def test_nearest_neighbours_match_fastdups_own_search(tmp_path) -> None:
     assert (merged["_merge"] == "both").mean() > 0.99  # near-ties may be ordered differently at the k-th place
     both = merged[merged["_merge"] == "both"]
     assert np.allclose(both["similarity_ours"], both["similarity_theirs"], atol=1e-4)
+
+
+def test_overwrite_normalises_in_place_and_finds_the_same_neighbours() -> None:
+    vectors = np.random.default_rng(2).normal(size=(50, 8)).astype(np.float32)
+    scratch = vectors.copy()
+
+    found = nearest_neighbours(scratch, 3, overwrite=True)
+
+    pd.testing.assert_frame_equal(found, nearest_neighbours(vectors, 3))
+    assert np.allclose(np.linalg.norm(scratch, axis=1), 1.0)
