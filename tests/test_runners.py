@@ -43,16 +43,16 @@ def dask_cluster():
         yield cluster.scheduler_address
 
 
-@pytest.mark.parametrize("where", ["--dask-address", "runner.kind=dask"])
-def test_dask_gives_the_same_manifest_as_the_default_runner(where, curated, demo, tmp_path, request):
-    """Two Dask worker processes (an existing cluster reached by its address, or a local one the run starts),
-    small chunks (so every stage has several) and an empty cache (so the work is really done on the workers):
-    the manifest must be the default runner's, row for row."""
+@pytest.mark.parametrize("where", ["--dask-address", "runner.kind=dask", "runner.kind=processes"])
+def test_other_runners_give_the_same_manifest_as_the_default_runner(where, curated, demo, tmp_path, request):
+    """Two Dask worker processes (an existing cluster reached by its address, or a local one the run starts) or
+    two local worker processes, small chunks (so every stage has several) and an empty cache (so the work is
+    really done on the workers): the manifest must be the default runner's, row for row."""
     _, _, expected, _ = curated
     root, _ = demo
     out = tmp_path / "out"
     runner = ["--dask-address", request.getfixturevalue("dask_cluster")] if where == "--dask-address" else \
-        ["--set", "runner.kind=dask", "--set", "runner.workers=2"]
+        ["--set", where, "--set", "runner.workers=2"]
     status = main([
         *split_args(root), "--out", str(out), *runner,
         "--set", "runner.chunk_size=40", "--set", f"cache_dir={tmp_path / 'cache'}",
