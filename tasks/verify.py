@@ -558,19 +558,22 @@ class FeatureCache:
 
 # One per process: a Dask worker or the flow's own process keeps what its earlier chunks extracted.
 FEATURE_CACHE = FeatureCache()
+DEFAULT_FEATURE_CACHE_BYTES = 64 * 2**20
 
 
 def verify_pairs(
     pairs: pd.DataFrame,
     settings: VerificationConfig = VerificationConfig(),
     workers: int = 2,
-    feature_cache_bytes: int = 0,
+    feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
 ) -> pd.DataFrame:
     """Verify every row of `pairs` (columns path_a, path_b).
 
-    Returns a copy with columns relation, match_score, inliers, transform and coverage added. Features are
-    extracted once per distinct path, and kept in this process's `FEATURE_CACHE` (up to `feature_cache_bytes`)
-    for the chunks that follow; a pair with an unreadable image gets relation "none". `workers` threads
+    Returns a copy with columns relation, match_score, inliers, transform and coverage added; a pair with an
+    unreadable image gets relation "none". Each run of pairs takes its images' features from this process's
+    `FEATURE_CACHE` (up to `feature_cache_bytes`), which extracts those it does not hold: memory is bounded by
+    that budget, not by how many images the pairs touch, and an image whose pairs lie close together in the
+    order of `pairs` (as `chunks_by_locality` orders them) is extracted once. `workers` threads
     share the work (OpenCV releases the GIL), with OpenCV's own threading off meanwhile to avoid oversubscription.
     Pairs go to the threads in runs of `_PAIRS_PER_BATCH` consecutive rows; within a run each image's correlation
     spectra are computed once (rows sorted by image share them).
@@ -581,16 +584,15 @@ def verify_pairs(
     inliers, so the finer pass stays a small share of the time.
     """
     fine_settings = _refined(settings)
-    paths = list(dict.fromkeys([*pairs["path_a"], *pairs["path_b"]]))
     previous_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             FEATURE_CACHE.limit(feature_cache_bytes)
-            extracted = pool.map(lambda path: FEATURE_CACHE.features(path, settings), paths)
-            features = dict(zip(paths, progress(extracted, "keypoints", len(paths), "image")))
 
             def verify_batch(batch: list[tuple[str, str]]) -> list[Verification]:
+                paths = dict.fromkeys(path for pair in batch for path in pair)
+                features = {path: FEATURE_CACHE.features(path, settings) for path in paths}
                 memo: dict[str, Spectra] = {}
 
                 def spectra_of(path: str) -> Spectra:
@@ -615,11 +617,9 @@ def verify_pairs(
                 if result.relation == "none" and result.inliers >= settings.refine_min_inliers
             ]
             doubtful_pairs = [rows[index] for index in doubtful]
-            fine_paths = list(dict.fromkeys(path for pair in doubtful_pairs for path in pair))
-            fine = dict(zip(fine_paths, pool.map(lambda path: extract_features(path, fine_settings), fine_paths)))
 
             def refine_row(pair: tuple[str, str]) -> Verification:
-                fine_a, fine_b = fine[pair[0]], fine[pair[1]]
+                fine_a, fine_b = (FEATURE_CACHE.features(path, fine_settings) for path in pair)
                 return NO_MATCH if fine_a is None or fine_b is None else _match_keypoints(fine_a, fine_b, fine_settings)
 
             for index, refined in zip(doubtful, pool.map(refine_row, doubtful_pairs)):
@@ -767,14 +767,14 @@ def verify_candidates(
     cache_dir: Path | None = None,
     run_chunks: ChunkMap = run_here,
     chunk_size: int = 5000,
-    feature_cache_bytes: int = 0,
+    feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
 ) -> pd.DataFrame:
     """The verification stage: candidate pairs (row_a, row_b, similarity) with relation, match_score, inliers,
     transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
     contents verified before (with the same settings) are not verified again. The pairs to verify run on
-    `run_chunks` in chunks of `chunk_size` pairs (`chunks_by_locality`); each chunk extracts the features of its
-    own images, or takes them from what its process kept from earlier chunks (`FeatureCache`, up to
-    `feature_cache_bytes`), so memory is bounded by the chunk and that budget, not the dataset."""
+    `run_chunks` in chunks of `chunk_size` pairs (`chunks_by_locality`); the features of their images come from
+    what each process keeps (`FeatureCache`, up to `feature_cache_bytes`), so memory is bounded by that budget,
+    not by the dataset."""
     candidates = select_candidates(files, pairs, settings)
     by_row = files.set_index(Col.ROW)
     located = candidates.assign(
