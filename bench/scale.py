@@ -165,7 +165,9 @@ def prefect_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     raise RuntimeError("the Prefect server did not start within 120 s")
 
 
-def run(images: int, memory_sizes: list[int], work: Path) -> dict:
+def run(images: int, memory_sizes: list[int], work: Path, partial: Path | None = None) -> dict:
+    """Every measurement, in a dict; with `partial`, the dict so far is also written there (JSON) after each
+    one, so that a long run that is stopped keeps what it measured."""
     new_share = 0.05
     pool = tile_pool(work / "pool", max([int(images * (1 + new_share)), *memory_sizes]))
     server, env = prefect_server(work / "prefect-home")
@@ -175,19 +177,24 @@ def run(images: int, memory_sizes: list[int], work: Path) -> dict:
         shutil.rmtree(cache, ignore_errors=True)
         splits = dataset(work / "data", pool[:images])
         results["bare_fastdup"] = bare_fastdup(pool[:images], work, env)
+        _save(results, partial)
         results["cold"] = curate(splits, work / "out", cache, env)
+        _save(results, partial)
         results["rerun_unchanged"] = curate(splits, work / "out", cache, env)
+        _save(results, partial)
         added = pool[images : int(images * (1 + new_share))]
         for index, tile in enumerate(added):
             os.link(tile, splits["unlabeled"] / f"new-{index}-{tile.name}")
         results["rerun_5pct_new"] = curate(splits, work / "out", cache, env)
         results["rerun_5pct_new"]["new_images"] = len(added)
+        _save(results, partial)
         results["memory"] = {}
         for size in memory_sizes:
             memory_cache = work / f"cache-{size}"
             shutil.rmtree(memory_cache, ignore_errors=True)
             folders = dataset(work / f"data-{size}", pool[:size])
             results["memory"][str(size)] = curate(folders, work / f"out-{size}", memory_cache, env)
+            _save(results, partial)
             shutil.rmtree(work / f"data-{size}")
     finally:
         server.terminate()
@@ -197,6 +204,12 @@ def run(images: int, memory_sizes: list[int], work: Path) -> dict:
     results["prefect_start_seconds"] = measure([PYTHON, "-c", "import tasks\nfrom prefect import flow\n"
                                                 "flow(lambda: None, name='empty')()"], lone)["seconds"]
     return results
+
+
+def _save(results: dict, path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
 
 
 def _machine() -> str:
@@ -242,9 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/curate-scale"))
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
-    results = run(args.images, args.memory_images, args.work)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "scale.json").write_text(json.dumps(results, indent=2))
+    results = run(args.images, args.memory_images, args.work, partial=args.results / "scale.partial.json")
+    _save(results, args.results / "scale.json")
     (args.results / "scale.md").write_text(report(results))
     print(report(results))
 
