@@ -162,15 +162,20 @@ def top_k_similar(
         return best_item, best
     items_per_block = max(1, items_per_block // windows)
     for first_item in range(0, count, items_per_block):
-        block = items[first_item * windows : (first_item + items_per_block) * windows].astype(np.float32)
+        block = items[first_item * windows : (first_item + items_per_block) * windows]
+        block_items = len(block) // windows
+        # Window-major (all items' first window, then all their second, ...): the best window is then a maximum
+        # over whole rows of scores, which numpy vectorises; over 9 adjacent columns it cost 3 times the product.
+        block = np.ascontiguousarray(
+            block.reshape(block_items, windows, -1).transpose(1, 0, 2), dtype=np.float32
+        ).reshape(windows * block_items, -1)
         if scale != 1.0:
             block *= scale
-        block_items = len(block) // windows
         for first in range(0, len(queries), queries_per_block):
             rows = slice(first, min(len(queries), first + queries_per_block))
             scores = queries[rows] @ block.T
             if windows > 1:
-                scores = scores.reshape(len(scores), block_items, windows).max(axis=2)
+                scores = scores.reshape(len(scores), windows, block_items).max(axis=1)
             if same_set:
                 own = np.arange(rows.start, rows.stop)
                 inside = np.flatnonzero((own >= first_item) & (own < first_item + block_items))
