@@ -76,9 +76,9 @@ def _to_table(frame: pd.DataFrame) -> pa.Table:
     dtypes, columns = {}, {}
     for name in frame.columns:
         values = frame[name]
-        first = next((value for value in values if isinstance(value, np.ndarray)), None) \
-            if values.dtype == object else None
-        if first is not None:  # missing entries (None or NaN) stay missing
+        first_valid = values.first_valid_index() if values.dtype == object else None
+        first = values.loc[first_valid] if first_valid is not None else None
+        if isinstance(first, np.ndarray):  # missing entries (None or NaN) stay missing
             dtypes[name] = first.dtype.str
             columns[name] = pa.array(
                 [value.tobytes() if isinstance(value, np.ndarray) else None for value in values], pa.binary()

@@ -678,15 +678,12 @@ def name_neighbours(paths: pd.Series, rows: np.ndarray, k: int) -> pd.DataFrame:
     """Each row with the rows whose files follow it, up to k, in natural order of file name (unordered pairs,
     no similarity, rank = distance in that order - 1)."""
     ordered = rows[sorted(range(len(rows)), key=lambda position: (_natural_key(paths.iloc[position]), position))]
-    sources, targets, ranks = [], [], []
-    for step in range(1, min(k, len(rows) - 1) + 1):
-        sources.append(ordered[:-step])
-        targets.append(ordered[step:])
-        ranks.append(np.full(len(ordered) - step, step - 1))
-    if not sources:
-        return _unordered(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64))
-    sources_all, targets_all = np.concatenate(sources), np.concatenate(targets)
-    return _unordered(sources_all, targets_all, np.full(len(sources_all), np.nan), np.concatenate(ranks))
+    steps = range(1, min(k, len(rows) - 1) + 1)
+    none = np.empty(0, np.int64)
+    sources = np.concatenate([none, *(ordered[:-step] for step in steps)])
+    targets = np.concatenate([none, *(ordered[step:] for step in steps)])
+    ranks = np.concatenate([none, *(np.full(len(ordered) - step, step - 1) for step in steps)])
+    return _unordered(sources, targets, np.full(len(sources), np.nan), ranks)
 
 
 def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: VerificationConfig) -> pd.DataFrame:
