@@ -344,11 +344,16 @@ def _judge(fit: _Fit | None, a: ImageFeatures, b: ImageFeatures, settings: Verif
 
 
 def _spectrum(detail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`detail` as float32, and its discrete Fourier transform zero-padded to a `_THUMBNAIL_SIDE` square."""
+    """`detail` as float32, and the phase of its discrete Fourier transform (zero-padded to a `_THUMBNAIL_SIDE`
+    square; each coefficient divided by its magnitude)."""
     canvas = np.zeros((_THUMBNAIL_SIDE, _THUMBNAIL_SIDE), np.float32)
     canvas[: detail.shape[0], : detail.shape[1]] = detail
     spectrum = cv2.dft(canvas, flags=cv2.DFT_COMPLEX_OUTPUT, nonzeroRows=detail.shape[0])
-    return canvas[: detail.shape[0], : detail.shape[1]], spectrum
+    # Whitening the cross-power spectrum keeps only the phase, so that its peak marks the shift rather than the
+    # strongest texture. The product of two unit coefficients is a unit coefficient: whitening each image once
+    # spares a pair's correlation the per-pair division.
+    magnitude = cv2.magnitude(spectrum[..., 0], spectrum[..., 1]) + 1e-9
+    return canvas[: detail.shape[0], : detail.shape[1]], cv2.divide(spectrum, cv2.merge([magnitude, magnitude]))
 
 
 def _normalised_correlation(first: np.ndarray, second: np.ndarray) -> float:
@@ -386,13 +391,10 @@ def _align(
     min_area: float,
     min_half: float,
 ) -> tuple[float, int]:
-    """Where phase correlation places `moving` over `fixed` (both high-passed): the normalised cross-correlation
-    (`_overlap_correlation`) and area (pixels) of their overlap, among placements overlapping by at least
-    `min_area` (-1 and 0 if none)."""
+    """Where phase correlation places `moving` over `fixed` (both high-passed, with their whitened spectra from
+    `_spectrum`): the normalised cross-correlation (`_overlap_correlation`) and area (pixels) of their overlap,
+    among placements overlapping by at least `min_area` (-1 and 0 if none)."""
     cross = cv2.mulSpectrums(fixed_spectrum, moving_spectrum, 0, conjB=True)
-    # Whitening keeps only the phase, so the peak marks the shift rather than the strongest texture.
-    magnitude = cv2.magnitude(cross[..., 0], cross[..., 1]) + 1e-9
-    cross = cv2.divide(cross, cv2.merge([magnitude, magnitude]))
     surface = cv2.idft(cross, flags=cv2.DFT_REAL_OUTPUT)
     _, peak, _, (peak_x, peak_y) = cv2.minMaxLoc(surface)
     best = (-1.0, 0)
