@@ -110,6 +110,11 @@ class VerificationConfig(_Section):
         4, ge=0, le=1000, description="A pair rejected at the working size with at least this many inliers is "
         "matched again on finer features."
     )
+    refine_min_peak: float = Field(
+        0.05, ge=0.0, le=1.0, description="A pair rejected by both stages whose correlation surface peaked at least "
+        "this high (share of the surface's sum) is matched again on finer features: the thumbnails share structure "
+        "that their correlation could not confirm."
+    )
     refine_max_side: int = Field(
         400, ge=64, le=4096, description="Longest side of the working image in the finer second pass."
     )

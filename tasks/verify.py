@@ -51,7 +51,7 @@ from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-3"
+METHOD_VERSION = "orb-ransac+correlation-4"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -390,15 +390,17 @@ def _align(
     moving_spectrum: np.ndarray,
     min_area: float,
     min_half: float,
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     """Where phase correlation places `moving` over `fixed` (both high-passed, with their whitened spectra from
     `_spectrum`): the normalised cross-correlation (`_overlap_correlation`) and area (pixels) of their overlap,
-    among placements overlapping by at least `min_area` (-1 and 0 if none)."""
+    among placements overlapping by at least `min_area` (-1 and 0 if none), and the height of the correlation
+    surface's peak as a share of the surface's sum."""
     cross = cv2.mulSpectrums(fixed_spectrum, moving_spectrum, 0, conjB=True)
     surface = cv2.idft(cross, flags=cv2.DFT_REAL_OUTPUT)
     _, peak, _, (peak_x, peak_y) = cv2.minMaxLoc(surface)
-    best = (-1.0, 0)
-    if peak < _MIN_PEAK * surface.size:  # the inverse transform is unscaled: its values sum to its size
+    peak /= surface.size  # the inverse transform is unscaled: its values sum to its size
+    best = (-1.0, 0, peak)
+    if peak < _MIN_PEAK:
         return best
     # A circular correlation cannot tell a shift from that shift minus the canvas size: try both on each axis.
     for dy in (peak_y, peak_y - _THUMBNAIL_SIDE):
@@ -408,7 +410,7 @@ def _align(
             if area >= max(min_area, 4):
                 correlation = _overlap_correlation(fixed, moving, dy, dx, min_half)
                 if correlation > best[0]:
-                    best = (correlation, area)
+                    best = (correlation, area, peak)
     return best
 
 
@@ -437,12 +439,13 @@ def correlate_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationCon
     `min_correlation` or more over at least `correlation_min_overlap` of the thumbnail's area, and each half of
     the overlap at `correlation_min_half` or more. `score` is that correlation and `inliers` 0."""
     zooms = settings.correlation_zooms
-    return _correlate(_spectra(a, zooms), _spectra(b, zooms), settings)
+    return _correlate(_spectra(a, zooms), _spectra(b, zooms), settings)[0]
 
 
-def _correlate(spectra_a: Spectra, spectra_b: Spectra, settings: VerificationConfig) -> Verification:
+def _correlate(spectra_a: Spectra, spectra_b: Spectra, settings: VerificationConfig) -> tuple[Verification, float]:
+    """`correlate_pair` on the pair's spectra; also the highest peak of the correlation surfaces (0 if none)."""
     if not spectra_a or not spectra_b:
-        return NO_MATCH
+        return NO_MATCH, 0.0
     min_area = settings.correlation_min_overlap * _THUMBNAIL_SIDE**2
     (detail_a, spectrum_a), (detail_b, spectrum_b) = spectra_a[0], spectra_b[0]
     # (zoom of b relative to a, the image kept whole and its spectrum, the image placed over it and its spectrum)
@@ -450,27 +453,29 @@ def _correlate(spectra_a: Spectra, spectra_b: Spectra, settings: VerificationCon
     for zoom, shrunk_a, shrunk_b in zip(settings.correlation_zooms, spectra_a[1:], spectra_b[1:], strict=True):
         hypotheses.append((zoom, detail_a, spectrum_a, *shrunk_b))
         hypotheses.append((1.0 / zoom, detail_b, spectrum_b, *shrunk_a))
-    best_correlation, best_zoom, best_coverage = -1.0, 1.0, 0.0
+    best_correlation, best_zoom, best_coverage, highest_peak = -1.0, 1.0, 0.0, 0.0
     for zoom, fixed, fixed_spectrum, moving, moving_spectrum in hypotheses:
-        correlation, area = _align(
+        correlation, area, peak = _align(
             fixed, fixed_spectrum, moving, moving_spectrum, min_area, settings.correlation_min_half
         )
+        highest_peak = max(highest_peak, peak)
         if correlation > best_correlation:
             best_correlation, best_zoom = correlation, zoom
             best_coverage = area / min(fixed.size, moving.size)
     if best_correlation < settings.min_correlation:
-        return NO_MATCH
+        return NO_MATCH, highest_peak
     relation: Relation = "duplicate" if best_coverage >= settings.duplicate_min_coverage else "overlap"
     parts = [] if best_zoom == 1.0 else [_zoom_label(best_zoom)]
     if relation == "overlap":
         parts.append("shift")
-    return Verification(
+    verdict = Verification(
         relation=relation,
         score=best_correlation,
         inliers=0,
         transform="+".join(parts) if parts else "same",
         coverage=min(1.0, best_coverage),
     )
+    return verdict, highest_peak
 
 
 def verify_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig = VerificationConfig()) -> Verification:
@@ -481,18 +486,22 @@ def verify_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig
     counts slightly near the thresholds.
     """
     zooms = settings.correlation_zooms
-    return _verify(a, b, settings, lambda: (_spectra(a, zooms), _spectra(b, zooms)))
+    return _verify(a, b, settings, lambda: (_spectra(a, zooms), _spectra(b, zooms)))[0]
 
 
 def _verify(
     a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig, spectra: Callable[[], tuple[Spectra, Spectra]]
-) -> Verification:
-    """`verify_pair`, with the pair's correlation spectra from `spectra`, asked only when they are needed."""
+) -> tuple[Verification, bool]:
+    """`verify_pair`, with the pair's correlation spectra from `spectra`, asked only when they are needed; and
+    whether a rejected pair is worth the finer keypoint pass (`verify_pairs`): the keypoints found
+    `refine_min_inliers` consistent matches, or a correlation surface peaked at `refine_min_peak`."""
     keypoints = _match_keypoints(a, b, settings)
     if keypoints.relation != "none":
-        return keypoints
-    correlated = _correlate(*spectra(), settings)
-    return correlated if correlated.relation != "none" else keypoints
+        return keypoints, False
+    correlated, peak = _correlate(*spectra(), settings)
+    if correlated.relation != "none":
+        return correlated, False
+    return keypoints, keypoints.inliers >= settings.refine_min_inliers or peak >= settings.refine_min_peak
 
 
 def _match_keypoints(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) -> Verification:
@@ -581,9 +590,10 @@ def verify_pairs(
     spectra are computed once (rows sorted by image share them).
 
     A cascade: every pair is matched at the working size, which settles copies cheaply, then correlated if the
-    keypoints failed. A pair rejected by both that still showed `refine_min_inliers` consistent keypoint matches
-    is matched again on finer keypoints (computed only for its images): unrelated pairs rarely reach that many
-    inliers, so the finer pass stays a small share of the time.
+    keypoints failed. A pair rejected by both that still showed `refine_min_inliers` consistent keypoint matches,
+    or a correlation peak of `refine_min_peak` (shared structure that the thumbnails' correlation could not
+    confirm, such as fine furrows), is matched again on finer keypoints (computed only for its images):
+    unrelated pairs rarely show either, so the finer pass stays a small share of the time.
     """
     fine_settings = _refined(settings)
     previous_threads = cv2.getNumThreads()
@@ -592,7 +602,7 @@ def verify_pairs(
         with ThreadPoolExecutor(max_workers=workers) as pool:
             FEATURE_CACHE.limit(feature_cache_bytes)
 
-            def verify_batch(batch: list[tuple[str, str]]) -> list[Verification]:
+            def verify_batch(batch: list[tuple[str, str]]) -> list[tuple[Verification, bool]]:
                 paths = dict.fromkeys(path for pair in batch for path in pair)
                 features = {path: FEATURE_CACHE.features(path, settings) for path in paths}
                 memo: dict[str, Spectra] = {}
@@ -603,7 +613,7 @@ def verify_pairs(
                     return memo[path]
 
                 return [
-                    NO_MATCH if features[path_a] is None or features[path_b] is None
+                    (NO_MATCH, False) if features[path_a] is None or features[path_b] is None
                     else _verify(features[path_a], features[path_b], settings,
                                  lambda a=path_a, b=path_b: (spectra_of(a), spectra_of(b)))
                     for path_a, path_b in batch
@@ -612,12 +622,9 @@ def verify_pairs(
             rows = list(zip(pairs["path_a"], pairs["path_b"]))
             batches = [rows[start : start + _PAIRS_PER_BATCH] for start in range(0, len(rows), _PAIRS_PER_BATCH)]
             verified = itertools.chain.from_iterable(pool.map(verify_batch, batches))
-            results = list(progress(verified, "verify", len(pairs), "pair"))
-            doubtful = [
-                index
-                for index, result in enumerate(results)
-                if result.relation == "none" and result.inliers >= settings.refine_min_inliers
-            ]
+            results, worth_refining = zip(*progress(verified, "verify", len(pairs), "pair")) if rows else ((), ())
+            results = list(results)
+            doubtful = [index for index, worth in enumerate(worth_refining) if worth]
             doubtful_pairs = [rows[index] for index in doubtful]
 
             def refine_row(pair: tuple[str, str]) -> Verification:

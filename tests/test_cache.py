@@ -174,7 +174,7 @@ def test_verification_chunks_share_features_within_their_budget(tmp_path, textur
         texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
     files = ingest(find_files({"train": tmp_path / "data"}, (".jpg",)))
     pairs = compute_similarity(files, SETTINGS, tmp_path / "work").pairs
-    settings = VerificationConfig(refine_min_inliers=1000)  # the finer pass extracts features of its own
+    settings = VerificationConfig(refine_min_inliers=1000, refine_min_peak=1.0)  # no finer pass: its own features
     extracted = []
     extract = verify.extract_features
     monkeypatch.setattr(verify, "extract_features", lambda path, s: extracted.append(path) or extract(path, s))

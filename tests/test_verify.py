@@ -325,15 +325,17 @@ def test_verify_pairs_adds_columns_and_extracts_each_image_once(
     assert "relation" not in pairs.columns
 
 
-@pytest.mark.parametrize(("refine_min_inliers", "refined"), [(0, True), (1000, False)])
-def test_only_rejected_pairs_with_enough_inliers_are_matched_again_finer(
-    refine_min_inliers: int, refined: bool, scene: np.ndarray, scene_path: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("refine_min_inliers", "refine_min_peak", "refined"), [(0, 1.0, True), (1000, 0.0, True), (1000, 1.0, False)]
+)
+def test_only_rejected_pairs_with_enough_inliers_or_a_peak_are_matched_again_finer(
+    refine_min_inliers: int, refine_min_peak: float, refined: bool, scene: np.ndarray, scene_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rotated = save(tmp_path / "rotated.jpg", cv2.rotate(scene, cv2.ROTATE_180))
     other = save(tmp_path / "other.jpg", textured_scene(seed=9))
     pairs = pd.DataFrame({"path_a": [str(scene_path), str(scene_path)], "path_b": [str(rotated), str(other)]})
-    settings = VerificationConfig(refine_min_inliers=refine_min_inliers)
+    settings = VerificationConfig(refine_min_inliers=refine_min_inliers, refine_min_peak=refine_min_peak)
     finer: list[str] = []
     real_extract = verify.extract_features
 
@@ -349,6 +351,22 @@ def test_only_rejected_pairs_with_enough_inliers_are_matched_again_finer(
     # The copy is settled at the working size; only the rejected pair can reach the finer pass.
     assert sorted(finer) == (sorted([str(scene_path), str(other)]) if refined else [])
     assert list(result["relation"]) == ["duplicate", "none"]
+
+
+def test_real_furrowed_overlap_is_found_by_the_finer_pass_its_correlation_peak_calls_for() -> None:
+    """RSSCN7 tiles b125 and b126 share 35 % of a furrowed field: two keypoints match at the working size and
+    the fine furrows correlate at 0.39 in the thumbnails, but the correlation surface peaks clearly, so the pair
+    gets the finer keypoint pass, which finds the shift."""
+    pairs = pd.DataFrame(
+        {"path_a": [str(rsscn7_tile("bField/b125.jpg"))], "path_b": [str(rsscn7_tile("bField/b126.jpg"))]}
+    )
+
+    found = verify_pairs(pairs)
+    without_peak_trigger = verify_pairs(pairs, VerificationConfig(refine_min_peak=1.0))
+
+    assert list(found["relation"]) == ["overlap"]
+    assert found.loc[0, "inliers"] >= VerificationConfig().min_inliers
+    assert list(without_peak_trigger["relation"]) == ["none"]
 
 
 def test_real_zoomed_tile_is_found_by_correlation() -> None:
@@ -432,7 +450,7 @@ def test_verify_pairs_keeps_row_order_across_batches(scene: np.ndarray, scene_pa
     rng = np.random.default_rng(3)
     rows = [tuple(rng.choice(paths, 2, replace=False)) for _ in range(3 * verify._PAIRS_PER_BATCH + 5)]
     pairs = pd.DataFrame(rows, columns=["path_a", "path_b"])
-    single_pass = VerificationConfig(refine_min_inliers=1000)  # the finer pass would change some verdicts
+    single_pass = VerificationConfig(refine_min_inliers=1000, refine_min_peak=1.0)  # no finer pass: one verdict each
     features = {path: extract_features(path, single_pass) for path in paths}
 
     result = verify_pairs(pairs, single_pass)
