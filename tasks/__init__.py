@@ -22,3 +22,8 @@ PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 os.environ.update(OFFLINE_ENVIRONMENT)
 for _name, _value in PREFECT_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
+
+# Before any thread allocates: see tasks.memory.
+from tasks.memory import limit_malloc_arenas  # noqa: E402
+
+limit_malloc_arenas()

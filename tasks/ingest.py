@@ -20,6 +20,7 @@ from tasks.cache import ResultCache, settings_digest
 from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.errors import DatasetError
 from tasks.imagestats import PART_SIGNATURES, SIGNATURE, colour_signatures, measure
+from tasks.memory import release_free_memory
 from tasks.progress import progress
 from tasks.schema import Col
 
@@ -230,4 +231,5 @@ def ingest(
         frame[column] = frame[column].astype("float64")
     for column in (SIGNATURE, PART_SIGNATURES):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    release_free_memory()  # the chunks' records and decoded images
     return frame.reset_index(drop=True)

@@ -27,6 +27,7 @@ import pandas as pd
 from tasks.cache import EmbeddingCache, LastResult, digest_of, settings_digest
 from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.config import SimilarityConfig
+from tasks.memory import release_free_memory
 from tasks.progress import follow_percentages
 from tasks.schema import Col
 
@@ -358,11 +359,10 @@ def compute_similarity(
     paths = [Path(path) for path in readable[Col.PATH]]
     keys = readable[Col.SHA256].astype(str).tolist()
     cache = EmbeddingCache(cache_dir, label) if cache_dir else None
-    known = cache.lookup(keys) if cache else {}
-    missing = [position for position in range(len(rows)) if position not in known]
+    vectors = cache.lookup(keys) if cache else {}
+    missing = [position for position in range(len(rows)) if position not in vectors]
     embedded = embed_in_chunks([paths[position] for position in missing], engine, work_dir / "embed", run_chunks,
                                chunk_size) if missing else None
-    vectors = dict(known)
     failed: dict[int, str] = {}
     if embedded is not None:
         new_positions = [missing[index] for index in embedded.positions]
@@ -387,8 +387,11 @@ def compute_similarity(
     neighbours = last_search.get(search_key) if last_search else None
     if neighbours is None:
         search = np.stack([vectors[p] for p in present])
+        del vectors, cache  # views into the cache's copy of the vectors: the search needs only its own
+        release_free_memory()  # what embedding left behind
         neighbours = nearest_neighbours(search, settings.nearest_neighbors, overwrite=True)
         del search
+        release_free_memory()
         if last_search:
             last_search.put(search_key, neighbours)
     return Similarity(

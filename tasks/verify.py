@@ -44,6 +44,7 @@ from tasks.cache import PairCache
 from tasks.chunks import ChunkMap, run_here
 from tasks.config import VerificationConfig
 from tasks.imagestats import PART_SIGNATURES, PART_WINDOWS, SIGNATURE, eight_bit
+from tasks.memory import release_free_memory
 from tasks.progress import progress
 from tasks.schema import Col
 from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row, top_k_similar
@@ -636,6 +637,7 @@ def verify_pairs(
                     results[index] = refined
     finally:
         cv2.setNumThreads(previous_threads)
+    release_free_memory()  # the batches' spectra and decoded images, spread over the threads' heaps
     verified = pairs.copy()
     verified[RELATION] = [result.relation for result in results]
     verified[MATCH_SCORE] = [result.score for result in results]
@@ -783,22 +785,29 @@ def verify_candidates(
     not by the dataset."""
     candidates = select_candidates(files, pairs, settings)
     by_row = files.set_index(Col.ROW)
-    located = candidates.assign(
-        path_a=by_row[Col.PATH].reindex(candidates[PAIR_A]).to_numpy(),
-        path_b=by_row[Col.PATH].reindex(candidates[PAIR_B]).to_numpy(),
-        **{PairCache.KEY_A: by_row[Col.SHA256].reindex(candidates[PAIR_A]).astype(str).to_numpy(),
-           PairCache.KEY_B: by_row[Col.SHA256].reindex(candidates[PAIR_B]).astype(str).to_numpy()},
-    )
+
+    def with_each_image(frame: pd.DataFrame, column: str, names: tuple[str, str]) -> pd.DataFrame:
+        """`frame` with `column` of each pair's two files added as `names`."""
+        values = by_row[column].astype(str)
+        ends = (PAIR_A, PAIR_B)
+        return frame.assign(**{name: values.reindex(frame[end]).to_numpy() for name, end in zip(names, ends)})
+
+    keys, paths = (PairCache.KEY_A, PairCache.KEY_B), ("path_a", "path_b")
     cache = PairCache(cache_dir, f"{METHOD_VERSION} {settings.model_dump_json()}") if cache_dir else None
-    known, todo = cache.split(located, RESULT_COLUMNS) if cache else (None, located)
+    known, todo = cache.split(with_each_image(candidates, Col.SHA256, keys), RESULT_COLUMNS) if cache \
+        else (None, candidates)
+    # The chunks carry what verification reads and no more: at 100,000 images they hold 800,000 pairs.
+    chunks = chunks_by_locality(with_each_image(todo[candidates.columns], Col.PATH, paths), chunk_size)
+    del todo
     verified = pd.concat(
-        run_chunks("verify", verify_pairs, chunks_by_locality(todo, chunk_size), settings=settings, workers=workers,
+        run_chunks("verify", verify_pairs, chunks, settings=settings, workers=workers,
                    feature_cache_bytes=feature_cache_bytes)
-    ) if len(todo) else todo.assign(
+    ).drop(columns=list(paths)) if chunks else candidates.iloc[0:0].assign(
         **{RELATION: pd.Series(dtype="string"), MATCH_SCORE: 0.0, INLIERS: 0, TRANSFORM: "", COVERAGE: 0.0}
     )
+    del chunks
     if cache:
-        cache.add(verified, RESULT_COLUMNS)
-        verified = pd.concat([known, verified]) if len(known) else verified
+        cache.add(with_each_image(verified, Col.SHA256, keys), RESULT_COLUMNS)
+        verified = pd.concat([known.drop(columns=list(keys)), verified]) if len(known) else verified
     matched = verified[verified[RELATION] != "none"].sort_values([PAIR_A, PAIR_B])
-    return matched.drop(columns=["path_a", "path_b", PairCache.KEY_A, PairCache.KEY_B]).reset_index(drop=True)
+    return matched.reset_index(drop=True)
