@@ -697,6 +697,18 @@ def name_neighbours(paths: pd.Series, rows: np.ndarray, k: int) -> pd.DataFrame:
     return _unordered(sources, targets, np.full(len(sources), np.nan), ranks)
 
 
+def _paired_dots(
+    vectors: np.ndarray, first: np.ndarray, second: np.ndarray, pairs_per_block: int = 65536
+) -> np.ndarray:
+    """`vectors[first[i]] . vectors[second[i]]` for each i, a block of pairs at a time: gathering both rows of
+    800,000 pairs at once held 840 MB of colour signatures for a moment."""
+    dots = np.empty(len(first), vectors.dtype)
+    for start in range(0, len(first), pairs_per_block):
+        block = slice(start, start + pairs_per_block)
+        dots[block] = np.einsum("ij,ij->i", vectors[first[block]], vectors[second[block]])
+    return dots
+
+
 def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: VerificationConfig) -> pd.DataFrame:
     """The pairs worth verifying, with their embedding and colour similarities.
 
@@ -719,11 +731,9 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
 
     def with_similarities(proposed: pd.DataFrame) -> pd.DataFrame:
         proposed = proposed.merge(pairs[[PAIR_A, PAIR_B, SIMILARITY]], on=[PAIR_A, PAIR_B], how="left")
-        proposed[COLOUR_SIMILARITY] = np.einsum(
-            "ij,ij->i",
-            signatures[position.reindex(proposed[PAIR_A]).to_numpy()],
-            signatures[position.reindex(proposed[PAIR_B]).to_numpy()],
-        ) if len(proposed) else np.empty(0)
+        proposed[COLOUR_SIMILARITY] = _paired_dots(
+            signatures, position.reindex(proposed[PAIR_A]).to_numpy(), position.reindex(proposed[PAIR_B]).to_numpy()
+        )
         return proposed
 
     by_colour = signature_neighbours(signatures, rows, settings.candidates_per_image)
