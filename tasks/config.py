@@ -66,6 +66,14 @@ class VerificationConfig(_Section):
         "many, in natural order of file name (folders ignored): tiles cut from one scene are usually saved in "
         "sequence, and neighbouring tiles share ground."
     )
+    candidates_by_structure: int = Field(
+        1, ge=0, le=50, description="Each image is also verified against this many images whose structure "
+        "signature (where they are light and dark, under any flip or quarter turn) is nearest its own, when at "
+        "least `candidate_structure_similarity` similar: finds copies whose colours or quality changed."
+    )
+    candidate_structure_similarity: float = Field(
+        0.9, ge=0.0, le=1.0, description="A structure neighbour at least this similar (cosine) is verified."
+    )
 
     max_side: int = Field(
         200, ge=64, le=2048, description="Longest side of the working image; larger images are shrunk to it."

@@ -89,6 +89,49 @@ def colour_signatures(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     return _histogram(hsv), np.round(np.concatenate(parts) * 255.0).astype(np.uint8)
 
 
+STRUCTURE = "structure_signature"
+# Structure signatures: the lowest STRUCTURE_FREQUENCIES x STRUCTURE_FREQUENCIES spatial frequencies of the grey
+# image shrunk to _STRUCTURE_SIDE pixels a side.
+_STRUCTURE_SIDE, STRUCTURE_FREQUENCIES = 32, 8
+
+
+def structure_signature(image: Image.Image) -> np.ndarray:
+    """Where the image is light and dark, whatever its colours: the lowest spatial frequencies of its grey levels
+    (a DCT of the grey image at 32 x 32, the mean left out), as a unit vector in int8 levels of 1/127, row
+    frequency major (64 bytes; all zeros for a flat image).
+
+    A copy that changed only colour, brightness, contrast, compression, noise or size keeps its original's
+    signature, even where the colour signature and the embedding move far (a grey or heavily re-compressed
+    copy). `dihedral_variants` gives the signatures of its flips and quarter turns without decoding again."""
+    import cv2
+
+    grey = eight_bit(image).convert("L").resize((_STRUCTURE_SIDE,) * 2, Image.Resampling.BOX)
+    frequencies = cv2.dct(np.asarray(grey, np.float32))[:STRUCTURE_FREQUENCIES, :STRUCTURE_FREQUENCIES].copy()
+    frequencies[0, 0] = 0.0  # the mean: brightness, not structure
+    norm = float(np.linalg.norm(frequencies))
+    unit = frequencies / norm if norm > 0.0 else frequencies
+    return np.round(unit.ravel() * 127.0).astype(np.int8)
+
+
+DIHEDRAL_VARIANTS = 8
+
+
+def dihedral_variants(signatures: np.ndarray) -> np.ndarray:
+    """The structure signatures (N x 64) of each image's 8 flips and quarter turns, the image itself first, as
+    N x 8 consecutive rows. Mirroring an image negates its odd frequencies along the mirrored axis, and
+    transposing it transposes its frequencies, so the variants are sign changes and transposes."""
+    n = STRUCTURE_FREQUENCIES
+    grids = signatures.reshape(-1, n, n)
+    odd = np.where(np.arange(n) % 2 == 1, -1, 1).astype(signatures.dtype)
+    variants = [
+        grid * rows * columns
+        for grid in (grids, grids.transpose(0, 2, 1))
+        for rows in (np.ones((n, 1), signatures.dtype), odd[:, None])
+        for columns in (np.ones((1, n), signatures.dtype), odd[None, :])
+    ]
+    return np.stack(variants, axis=1).reshape(-1, n * n)
+
+
 def robust_z(values: pd.Series, min_spread: float) -> pd.Series:
     """How many robust standard deviations (1.4826 x median absolute deviation) each value lies from the median.
 

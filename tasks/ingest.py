@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from tasks.cache import ResultCache, settings_digest
 from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.errors import DatasetError
-from tasks.imagestats import PART_SIGNATURES, SIGNATURE, colour_signatures, measure
+from tasks.imagestats import PART_SIGNATURES, SIGNATURE, STRUCTURE, colour_signatures, measure, structure_signature
 from tasks.memory import release_free_memory
 from tasks.progress import progress
 from tasks.schema import Col
@@ -97,6 +97,7 @@ def _decode(data: bytes) -> dict[str, object]:
         decoded: dict[str, object] = {Col.WIDTH: image.width, Col.HEIGHT: image.height, Col.FORMAT: image.format}
         decoded.update(measure(image))
         decoded[SIGNATURE], decoded[PART_SIGNATURES] = colour_signatures(image)
+        decoded[STRUCTURE] = structure_signature(image)
     with Image.open(io.BytesIO(data)) as image:
         # Pillow decodes a PNG whose data chunks fail their CRC, but libpng (OpenCV, fastdup) refuses it; verify()
         # checks every chunk, so a damaged file is corrupt for every reader rather than only for some.
@@ -159,10 +160,10 @@ def inspect_file(path: Path) -> dict[str, object]:
 # What `inspect_file` learns from a file's bytes alone: cached by sha256, so unchanged files are not decoded again.
 CONTENT_COLUMNS = [
     Col.VALID, Col.ERROR, Col.WIDTH, Col.HEIGHT, Col.FORMAT,
-    Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL, SIGNATURE, PART_SIGNATURES,
+    Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL, SIGNATURE, PART_SIGNATURES, STRUCTURE,
 ]
 # Changes whenever the numbers for the same bytes could change: a new measure or decoder, or the pixel limit.
-CONTENT_VERSION = f"content 2, Pillow {PIL.__version__}, pixel limit {Image.MAX_IMAGE_PIXELS}"
+CONTENT_VERSION = f"content 3, Pillow {PIL.__version__}, pixel limit {Image.MAX_IMAGE_PIXELS}"
 
 
 def _each_file(function: Callable[[Path], dict[str, object]], paths: Sequence[Path], stage: str) -> list:
@@ -196,8 +197,8 @@ def ingest(
 ) -> pd.DataFrame:
     """Return one row per image file found: row, path, split, label, sha256, bytes, width, height, format,
     valid, error, the image statistics of `tasks.imagestats.measure` and, for verification's candidates, the
-    colour signatures of each readable image (columns `tasks.imagestats.SIGNATURE` and `PART_SIGNATURES`, not
-    part of the manifest).
+    colour and structure signatures of each readable image (columns `tasks.imagestats.SIGNATURE`,
+    `PART_SIGNATURES` and `STRUCTURE`, not part of the manifest).
 
     Every file is hashed; only files whose contents are not in the cache (`cache_dir`) are decoded. Both steps
     run in chunks of `chunk_size` files on `run_chunks`."""
@@ -229,7 +230,7 @@ def ingest(
         frame[column] = frame[column].astype("float64").astype("Int64")
     for column in (Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL):
         frame[column] = frame[column].astype("float64")
-    for column in (SIGNATURE, PART_SIGNATURES):
+    for column in (SIGNATURE, PART_SIGNATURES, STRUCTURE):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     release_free_memory()  # the chunks' records and decoded images
     return frame.reset_index(drop=True)

@@ -43,7 +43,9 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from tasks.cache import PairCache
 from tasks.chunks import ChunkMap, run_here
 from tasks.config import VerificationConfig
-from tasks.imagestats import PART_SIGNATURES, PART_WINDOWS, SIGNATURE, eight_bit
+from tasks.imagestats import (
+    DIHEDRAL_VARIANTS, PART_SIGNATURES, PART_WINDOWS, SIGNATURE, STRUCTURE, dihedral_variants, eight_bit,
+)
 from tasks.memory import release_free_memory
 from tasks.progress import progress
 from tasks.schema import Col
@@ -678,6 +680,16 @@ def part_neighbours(signatures: np.ndarray, parts: np.ndarray, rows: np.ndarray,
     )
 
 
+def structure_neighbours(structures: np.ndarray, rows: np.ndarray, k: int) -> pd.DataFrame:
+    """Each row's k nearest rows by structure signature (int8, `tasks.imagestats.structure_signature`), each
+    compared in whichever of its flips and quarter turns fits best (unordered pairs; similarity = that cosine;
+    rank 0 for the nearest)."""
+    queries = structures.astype(np.float32) / 127.0
+    return _ranked_pairs(rows, *top_k_similar(
+        queries, dihedral_variants(structures), k, same_set=True, windows=DIHEDRAL_VARIANTS, scale=1.0 / 127.0
+    ))
+
+
 def _natural_key(path: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key of a file's name without its folders and suffix: digit runs compare as numbers (tile_9 before
     tile_10); digit runs sort before words."""
@@ -717,7 +729,8 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
     when either similarity is high, or when it is among the `candidates_always` nearest of one of its images by
     either measure. Copies that are cropped, rotated or mirrored, and tiles that share only part of their
     ground, often score well below the seed's duplicate threshold, so neither floor is a duplicate threshold:
-    verification decides. Each image's `candidates_by_part` nearest by part signature (`part_neighbours`) and
+    verification decides. Each image's `candidates_by_part` nearest by part signature (`part_neighbours`), its
+    `candidates_by_structure` nearest by structure signature (`structure_neighbours`) when similar enough, and
     its `candidates_by_name` successors by file name (`name_neighbours`) are verified too."""
     ranked = neighbours_by_row(pairs)
     ranked = ranked[ranked[RANK] < settings.candidates_per_image]
@@ -748,6 +761,10 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
     if settings.candidates_by_part and len(readable):
         parts = np.stack(readable[PART_SIGNATURES].to_numpy())
         chosen.append(part_neighbours(signatures, parts, rows, settings.candidates_by_part)[[PAIR_A, PAIR_B]])
+    if settings.candidates_by_structure and len(readable):
+        structures = np.stack(readable[STRUCTURE].to_numpy())
+        near = structure_neighbours(structures, rows, settings.candidates_by_structure)
+        chosen.append(near.loc[near[SIMILARITY] >= settings.candidate_structure_similarity, [PAIR_A, PAIR_B]])
     if settings.candidates_by_name:
         chosen.append(name_neighbours(readable[Col.PATH], rows, settings.candidates_by_name)[[PAIR_A, PAIR_B]])
     candidates = pd.concat(chosen).drop_duplicates()

@@ -1,5 +1,6 @@
 """Tests of tasks.verify on generated images (and on two RSSCN7 scenes when the shared copy is present)."""
 
+import io
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -434,7 +435,8 @@ def test_each_images_nearest_neighbours_are_verified_whatever_their_similarity()
     pairs = pd.DataFrame({PAIR_A: [0], PAIR_B: [2], SIMILARITY: [0.5]})  # the embedding's only (weak) neighbours
 
     def chosen(always: int) -> list[tuple[int, int]]:
-        settings = VerificationConfig(candidates_always=always, candidates_by_part=0, candidates_by_name=0)
+        settings = VerificationConfig(candidates_always=always, candidates_by_part=0, candidates_by_name=0,
+                                      candidates_by_structure=0)
         candidates = select_candidates(files, pairs, settings)
         return list(zip(candidates[PAIR_A], candidates[PAIR_B]))
 
@@ -540,7 +542,8 @@ def test_part_and_name_neighbours_are_verified_whatever_their_similarity() -> No
     parts[2, 5] = [255, 0, 0, 0]  # one part of image 2 has image 0's colours
     files = pd.DataFrame({Col.ROW: [0, 1, 2, 3], Col.PATH: ["/a/9.jpg", "/a/z.jpg", "/b/1.jpg", "/a/10.jpg"],
                           SIGNATURE: list(signatures), PART_SIGNATURES: list(parts.reshape(4, -1))})
-    no_neighbours = dict(candidates_always=0, candidate_colour_similarity=1.0, candidate_similarity=1.0)
+    no_neighbours = dict(candidates_always=0, candidate_colour_similarity=1.0, candidate_similarity=1.0,
+                         candidates_by_structure=0)
 
     def chosen(by_part: int, by_name: int) -> set[tuple[int, int]]:
         settings = VerificationConfig(candidates_by_part=by_part, candidates_by_name=by_name, **no_neighbours)
@@ -550,6 +553,84 @@ def test_part_and_name_neighbours_are_verified_whatever_their_similarity() -> No
     assert chosen(0, 0) == set()
     assert (0, 2) in chosen(1, 0)
     assert chosen(0, 1) == {(0, 2), (0, 3), (1, 3)}  # 1.jpg, 9.jpg, 10.jpg, z.jpg
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return Image.open(buffer)
+
+
+def test_structure_signature_survives_changes_of_colour_and_quality(scene: np.ndarray) -> None:
+    """Grey, re-coloured, re-exposed, noisy, shrunk and heavily re-compressed copies keep the original's
+    structure signature; another scene does not share it."""
+    from tasks.imagestats import structure_signature
+
+    original = Image.fromarray(scene)
+    pixels = scene.astype(np.float32)
+    copies = {
+        "grey": original.convert("L"),
+        "channels swapped": Image.fromarray(scene[:, :, ::-1].copy()),
+        "gamma and contrast": Image.fromarray(np.clip(255 * (pixels / 255) ** 0.6 * 0.7 + 30, 0, 255).astype(np.uint8)),
+        "noise": Image.fromarray(np.clip(pixels + np.random.default_rng(2).normal(0, 15, scene.shape), 0, 255)
+                                 .astype(np.uint8)),
+        "quarter size": original.resize((SIZE // 4, SIZE // 4), Image.Resampling.LANCZOS),
+        "JPEG quality 10": _jpeg(original, 10),
+    }
+
+    signature = structure_signature(original)
+
+    assert signature.dtype == np.int8 and signature.shape == (64,)
+    unit = signature / 127.0
+    for name, copy in copies.items():
+        assert float(unit @ (structure_signature(copy) / 127.0)) > 0.95, name
+    assert abs(float(unit @ (structure_signature(Image.fromarray(textured_scene(seed=9))) / 127.0))) < 0.5
+    assert not structure_signature(Image.new("RGB", (50, 50), (90, 120, 30))).any()  # a flat image: no structure
+
+
+def test_dihedral_variants_are_the_signatures_of_the_flips_and_quarter_turns(scene: np.ndarray) -> None:
+    from tasks.imagestats import DIHEDRAL_VARIANTS, dihedral_variants, structure_signature
+
+    original = Image.fromarray(scene)
+    variants = dihedral_variants(structure_signature(original)[None, :]) / 127.0
+    assert variants.shape == (DIHEDRAL_VARIANTS, 64)
+    best = []
+    for turn in [None, *Image.Transpose]:
+        turned = original if turn is None else original.transpose(turn)
+        similarities = variants @ (structure_signature(turned) / 127.0)
+        assert similarities.max() > 0.99, turn
+        best.append(int(similarities.argmax()))
+    assert best[0] == 0
+    assert sorted(best) == list(range(DIHEDRAL_VARIANTS))  # each flip or turn is exactly one variant
+
+
+def test_structure_neighbours_are_verified_when_similar_enough() -> None:
+    """A copy whose colours changed has nothing in common with its original by colour signature; its structure
+    (here mirrored and a little changed) makes it a candidate, above the floor only."""
+    from tasks.imagestats import PART_SIGNATURES, SIGNATURE, STRUCTURE, dihedral_variants
+    from tasks.similarity import PAIR_A, PAIR_B, empty_pairs
+    from tasks.verify import select_candidates
+
+    rng = np.random.default_rng(4)
+    structures = rng.normal(size=(4, 64))
+    structures[1] = dihedral_variants(structures[0][None, :])[2] + rng.normal(0, 0.2, 64)
+    structures = np.round(structures / np.linalg.norm(structures, axis=1, keepdims=True) * 127).astype(np.int8)
+    cosine = float(dihedral_variants(structures[0][None, :])[2].astype(float) @ structures[1]) / 127**2
+    files = pd.DataFrame({Col.ROW: [0, 1, 2, 3], Col.PATH: ["/a/x.jpg", "/b/y.jpg", "/c/z.jpg", "/d/w.jpg"],
+                          SIGNATURE: list(np.eye(4, dtype=np.float32)), STRUCTURE: list(structures),
+                          PART_SIGNATURES: list(np.zeros((4, verify.PART_WINDOWS * 4), np.uint8))})
+
+    def chosen(by_structure: int, floor: float) -> set[tuple[int, int]]:
+        settings = VerificationConfig(candidates_always=0, candidate_colour_similarity=1.0, candidate_similarity=1.0,
+                                      candidates_by_part=0, candidates_by_name=0,
+                                      candidates_by_structure=by_structure, candidate_structure_similarity=floor)
+        candidates = select_candidates(files, empty_pairs(), settings)
+        return set(zip(candidates[PAIR_A], candidates[PAIR_B]))
+
+    assert 0.9 < cosine < 0.99
+    assert chosen(1, 0.9) == {(0, 1)}
+    assert chosen(1, 0.99) == set()
+    assert chosen(0, 0.9) == set()
 
 
 def test_correlation_must_hold_in_both_halves_of_the_overlap() -> None:
