@@ -54,7 +54,7 @@ from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-4"
+METHOD_VERSION = "orb-ransac+correlation-5"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -521,8 +521,12 @@ def _match_keypoints(a: ImageFeatures, b: ImageFeatures, settings: VerificationC
 
 
 def _refined(settings: VerificationConfig) -> VerificationConfig:
-    """The settings of the second, finer pass: a larger working image and more keypoints, otherwise unchanged."""
-    return settings.model_copy(update={"max_side": settings.refine_max_side, "n_features": settings.refine_n_features})
+    """The settings of the second, finer pass: a larger working image and more keypoints, of which the same share
+    is described mirrored (with 100 of 500, a heavily cropped, turned and mirrored copy kept too few of its
+    original's mirrored keypoints), otherwise unchanged."""
+    mirrored = round(settings.mirror_features * settings.refine_n_features / settings.n_features)
+    return settings.model_copy(update={"max_side": settings.refine_max_side, "n_features": settings.refine_n_features,
+                                       "mirror_features": min(mirrored, settings.refine_n_features)})
 
 
 class FeatureCache:

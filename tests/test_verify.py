@@ -370,6 +370,24 @@ def test_real_furrowed_overlap_is_found_by_the_finer_pass_its_correlation_peak_c
     assert list(without_peak_trigger["relation"]) == ["none"]
 
 
+def test_real_cropped_turned_mirrored_copy_is_found_by_the_finer_pass_mirrored_keypoints(tmp_path: Path) -> None:
+    """A 36 % crop of RSSCN7 tile e151, turned and mirrored: the working size rejects it with a few mirrored
+    inliers, and the finer pass finds it only if it describes as large a share of its keypoints mirrored."""
+    original = rsscn7_tile("eForest/e151.jpg")
+    with Image.open(original) as image:
+        copy = image.convert("RGB").crop((40, 120, 280, 360)).transpose(Image.Transpose.ROTATE_90)
+        copy.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "copy.jpg", quality=90)
+    pairs = pd.DataFrame({"path_a": [str(original)], "path_b": [str(tmp_path / "copy.jpg")]})
+    settings = VerificationConfig()
+    features = [extract_features(path, settings) for path in pairs.iloc[0]]
+
+    found = verify_pairs(pairs, settings)
+
+    assert verify_pair(*features, settings).relation == "none"  # type: ignore[arg-type]
+    assert verify._refined(settings).mirror_features == 200
+    assert (found.loc[0, "relation"], found.loc[0, "transform"]) == ("duplicate", "hflip+rotate90+crop")
+
+
 def test_real_zoomed_tile_is_found_by_correlation() -> None:
     """RSSCN7 tile a029 is a 2x zoom into part of a184: too few keypoints match, the correlation finds it."""
     zoomed_out, zoomed_in = rsscn7_tile(ZOOM_PAIR[0]), rsscn7_tile(ZOOM_PAIR[1])

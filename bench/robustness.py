@@ -1,0 +1,173 @@
+"""Robustness to transforms the quality benchmark does not inject, in one command:
+
+    .venv/bin/python -m bench.robustness [--rsscn7 DIR] [--work DIR] [--results DIR] [--copies N]
+
+Builds (or reuses) the quality benchmark's dataset, links its files into a new folder, and adds ``--copies``
+copies of untouched originals for each transform in ``TRANSFORMS`` to ``unlabeled/``, under neutral names. Runs
+the real flow on it and scores the manifest like the quality benchmark, the new copies included: duplicate-pair
+precision over everything, and recall per transform. Writes ``bench/results/robustness.md`` and ``.json``.
+
+The transforms were written after Curate's defaults had been chosen on the quality benchmark, to see how they
+hold on edits they were not tuned for: other flips and turns, heavier crops (alone and combined with a turn and
+a mirror), small rotations, colour, exposure, noise, padding and resizing. Not part of the unit tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageEnhance
+
+from bench.dataset import DEFAULT_RSSCN7, DEFAULT_WORK, SPLITS, BenchConfig, build_dataset, load_truth
+from bench.run_quality import DEFAULT_RESULTS, curate_summary, machine, pair_list, run_curate
+from bench.score import duplicate_scores
+
+Edit = Callable[[Image.Image, np.random.Generator], Image.Image]
+
+
+def _crop(image: Image.Image, area: float, rng: np.random.Generator) -> Image.Image:
+    """A random square crop of `area` of the image's area."""
+    side = round(min(image.size) * area**0.5)
+    left, top = (int(rng.integers(0, extent - side + 1)) for extent in image.size)
+    return image.crop((left, top, left + side, top + side))
+
+
+def _with_noise(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    pixels = np.asarray(image, np.float32)
+    return Image.fromarray(np.clip(pixels + rng.normal(0.0, 12.0, pixels.shape), 0, 255).astype(np.uint8))
+
+
+def _hue_turned(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    hsv = np.asarray(image.convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + 40) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+def _padded(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    canvas = Image.new("RGB", (image.width, image.height + 100))
+    canvas.paste(image, (0, 50))
+    return canvas
+
+
+# name -> (edit, JPEG quality of the saved copy)
+TRANSFORMS: dict[str, tuple[Edit, int]] = {
+    "vflip": (lambda image, rng: image.transpose(Image.Transpose.FLIP_TOP_BOTTOM), 90),
+    "rotate180": (lambda image, rng: image.transpose(Image.Transpose.ROTATE_180), 90),
+    "transpose": (lambda image, rng: image.transpose(Image.Transpose.TRANSPOSE), 90),
+    "rotate7": (lambda image, rng: image.rotate(7, resample=Image.Resampling.BICUBIC), 90),
+    "rotate20+crop": (lambda image, rng: image.rotate(20, resample=Image.Resampling.BICUBIC)
+                      .crop((60, 60, image.width - 60, image.height - 60)), 90),
+    "crop45%+resize": (lambda image, rng: _crop(image, 0.45, rng).resize(image.size, Image.Resampling.LANCZOS), 90),
+    "crop45%+rotate270": (lambda image, rng: _crop(image, 0.45, rng).transpose(Image.Transpose.ROTATE_270), 90),
+    "crop36%+rotate90+mirror": (lambda image, rng: _crop(image, 0.36, rng).transpose(Image.Transpose.ROTATE_90)
+                                .transpose(Image.Transpose.FLIP_LEFT_RIGHT), 90),
+    "grey": (lambda image, rng: image.convert("L").convert("RGB"), 90),
+    "hue+40": (_hue_turned, 90),
+    "saturation1.8": (lambda image, rng: ImageEnhance.Color(image).enhance(1.8), 90),
+    "contrast0.6": (lambda image, rng: ImageEnhance.Contrast(image).enhance(0.6), 90),
+    "gamma0.6": (lambda image, rng: Image.eval(image, lambda level: int(255 * (level / 255) ** 0.6)), 90),
+    "noise12": (_with_noise, 90),
+    "jpeg10": (lambda image, rng: image, 10),
+    "pad": (_padded, 90),
+    "upscale1.6": (lambda image, rng: image.resize((image.width * 8 // 5, image.height * 8 // 5),
+                                                   Image.Resampling.BICUBIC), 90),
+    "downscale0.25": (lambda image, rng: image.resize((image.width // 4, image.height // 4),
+                                                      Image.Resampling.LANCZOS), 90),
+}
+
+
+def build(truth_files: pd.DataFrame, truth_pairs: pd.DataFrame, base: Path, root: Path, copies: int,
+          seed: int = 7) -> pd.DataFrame:
+    """Link `base`'s files into `root` and add `copies` copies per transform to `root/unlabeled`; return the new
+    pairs (a: original, b: copy, transform: heldout:<name>), with paths under `base` for the originals."""
+    shutil.rmtree(root, ignore_errors=True)
+    for path in base.rglob("*"):
+        if path.is_file():
+            link = root / path.relative_to(base)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(path, link)
+    in_pairs = set(truth_pairs["a"]) | set(truth_pairs["b"])
+    untouched = truth_files[(truth_files["kind"] == "original") & ~truth_files["path"].isin(in_pairs)]
+    rng = np.random.default_rng(seed)
+    sources = untouched["path"].to_numpy()[rng.permutation(len(untouched))][: copies * len(TRANSFORMS)]
+    rows = []
+    for index, (source, name) in enumerate(zip(sources, np.repeat(list(TRANSFORMS), copies))):
+        edit, quality = TRANSFORMS[name]
+        with Image.open(source) as image:
+            copy = edit(image.convert("RGB"), rng)
+        target = root / "unlabeled" / f"heldout_{index:04d}.jpg"
+        copy.convert("RGB").save(target, format="JPEG", quality=quality)
+        rows.append({"a": source, "b": str(target), "transform": f"heldout:{name}", "cross_split": False,
+                     "label_conflict": False})
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Curate robustness benchmark (transforms not tuned on)")
+    parser.add_argument("--rsscn7", type=Path, default=DEFAULT_RSSCN7, help="RSSCN7 root (<class>/*.jpg)")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="work folder, outside the repository")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where robustness.md/.json go")
+    parser.add_argument("--copies", type=int, default=12, help="copies per transform")
+    args = parser.parse_args(argv)
+    work = args.work.resolve()
+    truth = load_truth(build_dataset(args.rsscn7.resolve(), work, BenchConfig()))
+    dataset = work / "robustness" / "dataset"
+    added = build(truth.files, truth.pairs, truth.dataset, dataset, args.copies)
+    print(f"dataset: {len(truth.files)} files linked, {len(added)} copies added in {dataset}", flush=True)
+
+    manifest, curate = run_curate(dataset, work / "robustness" / "curate-out")
+    if manifest is None:
+        print(f"Curate failed: {curate['skipped']}", flush=True)
+        return 1
+    # The manifest's paths are resolved: the linked files are named by their targets, as in the truth.
+    pairs = pd.concat([truth.pairs, added.assign(b=added["b"].map(os.path.realpath))], ignore_index=True)
+    scores = duplicate_scores(manifest, pairs)
+    recall = {name.removeprefix("heldout:"): value for name, value in scores["recall_by_transform"].items()
+              if name.startswith("heldout:")}
+    lines = ["| transform | recall |", "|---|---|"]
+    lines += [f"| {name} | {value['recall']:.2f} ({value['found']}/{value['total']}) |"
+              for name, value in recall.items()]
+    found, total = sum(v["found"] for v in recall.values()), sum(v["total"] for v in recall.values())
+    lines.append(f"| **all** | **{found / total:.3f} ({found}/{total})** |")
+    command = shlex.join(["python", "-m", "bench.robustness", *(sys.argv[1:] if argv is None else argv)])
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    missed = [pair for pair in scores["missed_pairs"] if pair[2].startswith("heldout:")]
+    report = "\n\n".join([
+        "# Curate robustness benchmark",
+        f"Command: `{command}`  \nDate: {date}  \n"
+        + "Machine: {cpu}, {cores} cores, {ram_gib} GiB RAM, Python {python}".format(**machine()),
+        f"The quality benchmark's {len(truth.files)} files, plus {args.copies} copies of untouched originals for "
+        f"each of {len(TRANSFORMS)} transforms it does not inject (in `unlabeled/`).",
+        "## Recall of the added copies\n\n" + "\n".join(lines),
+        f"Duplicate pairs over the whole dataset: precision {scores['precision']:.3f} "
+        f"({scores['correct_pairs']}/{scores['predicted_pairs']}), recall {scores['recall']:.3f} "
+        f"({round(scores['recall'] * scores['true_pairs'])}/{scores['true_pairs']}).",
+        "## Missed copies\n\n" + ("\n".join(f"- {t.removeprefix('heldout:')}: `{Path(a).name}` ~ `{Path(b).name}`"
+                                           for a, b, t in missed) or "None."),
+        *(["## Wrong duplicate pairs\n\n" + pair_list(scores["false_pairs"], Path("/"))]
+          if scores["false_pairs"] else []),
+        "## Curate run\n\n" + curate_summary(curate),
+    ]) + "\n"
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "robustness.md").write_text(report)
+    (args.results / "robustness.json").write_text(json.dumps({
+        "command": command, "date": date, "machine": machine(), "copies_per_transform": args.copies,
+        "recall": recall, "scores": {k: v for k, v in scores.items() if k != "recall_by_transform"},
+        "curate": curate, "splits": list(SPLITS),
+    }, indent=1, default=str))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
