@@ -45,15 +45,20 @@ class EmbeddingCache:
         return {position: self._vectors[self._index[key]] for position, key in enumerate(keys) if key in self._index}
 
     def add(self, keys: list[str], vectors: np.ndarray) -> None:
-        """Store new vectors and write the cache back (atomically: temporary names, then renames)."""
-        fresh = {}  # identical files share one vector
-        for key, vector in zip(keys, vectors, strict=True):
+        """Store new vectors and write the cache back (atomically: temporary names, then renames). When every
+        key is new, the cache keeps `vectors` itself rather than a copy: the caller must not change it."""
+        if len(keys) != len(vectors):
+            raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
+        fresh: dict[str, int] = {}  # identical files share one vector: the first one's row
+        for row, key in enumerate(keys):
             if key not in self._index:
-                fresh.setdefault(key, vector)
+                fresh.setdefault(key, row)
         if not fresh:
             return
-        stacked = np.stack(list(fresh.values())).astype(np.float32)
-        self._vectors = stacked if self._vectors is None else np.concatenate([self._vectors, stacked])
+        vectors = np.asarray(vectors, dtype=np.float32)
+        # At 100,000 images a copy of the vectors is 230 MB: a first run's all-new vectors are kept as they are.
+        new = vectors if len(fresh) == len(vectors) else vectors[list(fresh.values())]
+        self._vectors = new if self._vectors is None else np.concatenate([self._vectors, new])
         for key in fresh:
             self._index[key] = len(self._index)
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -328,7 +328,7 @@ def embed_in_chunks(
     width = max((part.vectors.shape[1] for part in parts if len(part.positions)), default=0)
     return Embedded(
         positions=np.concatenate([part.positions + start for part, start in zip(parts, starts, strict=True)]),
-        vectors=np.concatenate([part.vectors.reshape(-1, width) for part in parts]).astype(np.float32)
+        vectors=np.concatenate([part.vectors.reshape(-1, width) for part in parts]).astype(np.float32, copy=False)
         if width else np.empty((0, 0), np.float32),
         failed={position + start: reason for part, start in zip(parts, starts, strict=True)
                 for position, reason in part.failed.items()},

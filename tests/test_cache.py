@@ -5,6 +5,7 @@ import shutil
 from collections import Counter
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from tasks.cache import KEYS_FILE, VECTORS_FILE, EmbeddingCache
@@ -130,6 +131,21 @@ def test_the_cache_survives_reopening_and_ignores_a_torn_write(tmp_path):
     pd.DataFrame({"sha256": ["a", "b", "c"]}).to_parquet(folder / KEYS_FILE)  # keys ahead of vectors
     assert EmbeddingCache(tmp_path, "engine 1.0").lookup(["a"]) == {}
     assert (folder / VECTORS_FILE).exists()
+
+
+def test_a_first_runs_vectors_are_cached_without_a_copy(tmp_path):
+    """At 100,000 images a copy of the vectors is 230 MB: all-new float32 vectors are kept as given; new
+    vectors joining cached ones are appended, and a repeated key keeps its first vector."""
+    cache = EmbeddingCache(tmp_path, "engine 1.0")
+    first = np.arange(8, dtype=np.float32).reshape(2, 4)
+    cache.add(["a", "b"], first)
+    assert np.shares_memory(cache.lookup(["a"])[0], first)
+
+    cache.add(["b", "c", "c"], np.full((3, 4), 7.0, np.float32))
+    found = cache.lookup(["a", "b", "c"])
+    assert [list(found[i]) for i in range(3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [7, 7, 7, 7]]
+    with pytest.raises(ValueError):
+        cache.add(["d"], first)
 
 
 def test_verification_results_are_reused_by_content(tmp_path, monkeypatch):
