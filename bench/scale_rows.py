@@ -56,7 +56,7 @@ from tasks import outputs
 from tasks.classify import classify
 from tasks.config import CurateConfig
 from tasks.expectations import run_expectations
-from tasks.imagestats import PART_SIGNATURES, PART_WINDOWS, SIGNATURE, SIGNATURE_BINS
+from tasks.imagestats import PART_SIGNATURES, PART_WINDOWS, SIGNATURE, SIGNATURE_BINS, STRUCTURE, STRUCTURE_FREQUENCIES
 from tasks.outputs import new_staging, publish, summarize, write_staged
 from tasks.schema import Col
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, unordered_pairs
@@ -210,6 +210,8 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
     centres = rng.random((len(LABELS) + 1, int(np.prod(SIGNATURE_BINS))), dtype=np.float32) ** 4
     signatures = centres[label_codes] + 0.05 * rng.random((n, centres.shape[1]), dtype=np.float32)
     signatures /= np.linalg.norm(signatures, axis=1, keepdims=True)
+    # Structure signatures matter only to candidate selection, which this benchmark does not run: random levels.
+    structures = rng.integers(-127, 128, (n, STRUCTURE_FREQUENCIES**2), dtype=np.int8)
 
     # Groups: byte-identical copies share everything ingest measured; other copies are near.
     relations, edges = [], []
@@ -224,6 +226,7 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
                     array[copy] = array[original]
                 sha256[copy] = sha256[original]
                 signatures[copy] = signatures[original]
+                structures[copy] = structures[original]
                 transform = "same"
             else:
                 transform = str(rng.choice(DUPLICATE_TRANSFORMS if relation == DUPLICATE else OVERLAP_TRANSFORMS))
@@ -252,7 +255,7 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
         block *= 0.8 + 0.4 * rng.random(block.shape, dtype=np.float32)
         parts[start : start + 65536] = np.round(np.clip(block, 0.0, 1.0) * 255.0)
     signature_columns = {}
-    for column, values in ((SIGNATURE, signatures), (PART_SIGNATURES, parts)):
+    for column, values in ((SIGNATURE, signatures), (PART_SIGNATURES, parts), (STRUCTURE, structures)):
         signature_columns[column] = np.empty(n, dtype=object)
         signature_columns[column][:] = list(values)
         signature_columns[column][corrupt] = None
