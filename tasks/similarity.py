@@ -143,6 +143,7 @@ def top_k_similar(
     k: int,
     *,
     same_set: bool,
+    symmetric: bool = False,
     windows: int = 1,
     scale: float = 1.0,
     queries_per_block: int = 512,
@@ -153,42 +154,67 @@ def top_k_similar(
 
     With `windows` > 1, an item is `windows` consecutive rows of `items` and scores with its best row. `items`
     may be stored compactly (e.g. uint8): each block is turned into float32 times `scale`. With `same_set`,
-    query i and item i are the same image, never its own neighbour. The search is exact and runs in blocks of
-    `queries_per_block` x `items_per_block` scores, so memory does not grow with the square of the dataset."""
+    query i and item i are the same image, never its own neighbour. With `symmetric` as well (i's score for j is
+    j's score for i, as within one set of vectors), each pair of blocks is scored once and read both ways: half
+    the products. The search is exact and runs in blocks of about `queries_per_block` x `items_per_block`
+    scores, so memory does not grow with the square of the dataset."""
     count = len(items) // windows
     k = max(0, min(k, count - 1 if same_set else count))
     best = np.full((len(queries), k), -np.inf, np.float32)
     best_item = np.zeros((len(queries), k), np.int64)
     if k == 0:
         return best_item, best
-    items_per_block = max(1, items_per_block // windows)
-    for first_item in range(0, count, items_per_block):
-        block = items[first_item * windows : (first_item + items_per_block) * windows]
-        block_items = len(block) // windows
+
+    def item_block(first_item: int, block_items: int) -> np.ndarray:
+        block = items[first_item * windows : (first_item + block_items) * windows]
         # Window-major (all items' first window, then all their second, ...): the best window is then a maximum
         # over whole rows of scores, which numpy vectorises; over 9 adjacent columns it cost 3 times the product.
         block = np.ascontiguousarray(
-            block.reshape(block_items, windows, -1).transpose(1, 0, 2), dtype=np.float32
-        ).reshape(windows * block_items, -1)
+            block.reshape(-1, windows, block.shape[1]).transpose(1, 0, 2), dtype=np.float32
+        ).reshape(-1, block.shape[1])
         if scale != 1.0:
             block *= scale
-        for first in range(0, len(queries), queries_per_block):
-            rows = slice(first, min(len(queries), first + queries_per_block))
-            scores = queries[rows] @ block.T
-            if windows > 1:
-                scores = scores.reshape(len(scores), windows, block_items).max(axis=1)
-            if same_set:
-                own = np.arange(rows.start, rows.stop)
-                inside = np.flatnonzero((own >= first_item) & (own < first_item + block_items))
-                scores[inside, own[inside] - first_item] = -np.inf
-            values = np.concatenate([best[rows], scores], axis=1)
-            indexes = np.concatenate(
-                [best_item[rows], np.broadcast_to(np.arange(first_item, first_item + block_items), scores.shape)],
-                axis=1,
-            )
-            top = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
-            best[rows] = np.take_along_axis(values, top, axis=1)
-            best_item[rows] = np.take_along_axis(indexes, top, axis=1)
+        return block
+
+    def scores_of(rows: slice, block: np.ndarray, first_item: int) -> np.ndarray:
+        block_items = len(block) // windows
+        scores = queries[rows] @ block.T
+        if windows > 1:
+            scores = scores.reshape(len(scores), windows, block_items).max(axis=1)
+        if same_set:
+            own = np.arange(rows.start, rows.stop)
+            inside = np.flatnonzero((own >= first_item) & (own < first_item + block_items))
+            scores[inside, own[inside] - first_item] = -np.inf
+        return scores
+
+    def keep_best(rows: slice, scores: np.ndarray, first_item: int) -> None:
+        values = np.concatenate([best[rows], scores], axis=1)
+        indexes = np.concatenate(
+            [best_item[rows], np.broadcast_to(np.arange(first_item, first_item + scores.shape[1]), scores.shape)],
+            axis=1,
+        )
+        top = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
+        best[rows] = np.take_along_axis(values, top, axis=1)
+        best_item[rows] = np.take_along_axis(indexes, top, axis=1)
+
+    if symmetric and same_set:
+        # Square blocks of the same number of scores as the others; block (r, c) with r < c also gives (c, r).
+        side = max(1, int((queries_per_block * items_per_block / windows) ** 0.5))
+        for first_item in range(0, count, side):
+            block = item_block(first_item, min(side, count - first_item))
+            for first in range(0, first_item + 1, side):
+                rows = slice(first, min(count, first + side))
+                scores = scores_of(rows, block, first_item)
+                keep_best(rows, scores, first_item)
+                if first != first_item:
+                    keep_best(slice(first_item, first_item + scores.shape[1]), scores.T, first)
+    else:
+        items_per_block = max(1, items_per_block // windows)
+        for first_item in range(0, count, items_per_block):
+            block = item_block(first_item, min(items_per_block, count - first_item))
+            for first in range(0, len(queries), queries_per_block):
+                rows = slice(first, min(len(queries), first + queries_per_block))
+                keep_best(rows, scores_of(rows, block, first_item), first_item)
     order = np.argsort(-best, axis=1, kind="stable")
     return np.take_along_axis(best_item, order, axis=1), np.take_along_axis(best, order, axis=1)
 
@@ -202,7 +228,7 @@ def nearest_neighbours(vectors: np.ndarray, k: int, *, overwrite: bool = False) 
         unit = np.divide(vectors, norms, out=vectors)
     else:
         unit = np.ascontiguousarray(vectors / norms, dtype=np.float32)
-    targets, similarities = top_k_similar(unit, unit, k, same_set=True)
+    targets, similarities = top_k_similar(unit, unit, k, same_set=True, symmetric=True)
     return pd.DataFrame(
         {
             "source": np.repeat(np.arange(len(unit)), targets.shape[1]),

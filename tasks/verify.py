@@ -668,7 +668,7 @@ def _ranked_pairs(rows: np.ndarray, found: np.ndarray, similarities: np.ndarray)
 def signature_neighbours(signatures: np.ndarray, rows: np.ndarray, k: int) -> pd.DataFrame:
     """Each row's k most similar rows by colour signature (unordered pairs, similarity = cosine of signatures,
     rank = 0 for the row's nearest)."""
-    return _ranked_pairs(rows, *top_k_similar(signatures, signatures, k, same_set=True))
+    return _ranked_pairs(rows, *top_k_similar(signatures, signatures, k, same_set=True, symmetric=True))
 
 
 def part_neighbours(signatures: np.ndarray, parts: np.ndarray, rows: np.ndarray, k: int) -> pd.DataFrame:
@@ -690,7 +690,8 @@ def structure_neighbours(structures: np.ndarray, rows: np.ndarray, k: int) -> pd
     rank 0 for the nearest)."""
     queries = structures.astype(np.float32) / 127.0
     return _ranked_pairs(rows, *top_k_similar(
-        queries, dihedral_variants(structures), k, same_set=True, windows=DIHEDRAL_VARIANTS, scale=1.0 / 127.0
+        queries, dihedral_variants(structures), k, same_set=True, symmetric=True, windows=DIHEDRAL_VARIANTS,
+        scale=1.0 / 127.0,
     ))
 
 

@@ -32,6 +32,29 @@ def test_blocked_search_is_exact(same_set: bool, windows: int) -> None:
     assert np.allclose(values, np.take_along_axis(scores, expected, axis=1), atol=1e-6)
 
 
+@pytest.mark.parametrize("block", [3, 5, 40])
+def test_symmetric_search_scores_each_pair_of_blocks_once_and_stays_exact(block: int) -> None:
+    """Within one set of vectors, and for structure signatures under their flips and turns (i's best variant
+    against j scores what j's does against i), the symmetric search finds what the full one finds."""
+    from tasks.imagestats import DIHEDRAL_VARIANTS, dihedral_variants
+
+    rng = np.random.default_rng(7)
+    vectors = rng.random((23, 6), dtype=np.float32)
+    expected = np.argsort(-brute_force(vectors, vectors, 4, True, 1), axis=1, kind="stable")[:, :4]
+    found, _ = top_k_similar(vectors, vectors, 4, same_set=True, symmetric=True,
+                             queries_per_block=block, items_per_block=block)
+    assert (found == expected).all()
+
+    structures = rng.integers(-127, 128, (23, 64)).astype(np.int8)
+    queries, variants = structures / np.float32(127.0), dihedral_variants(structures)
+    settings = dict(same_set=True, windows=DIHEDRAL_VARIANTS, scale=1.0 / 127.0, queries_per_block=block,
+                    items_per_block=block * DIHEDRAL_VARIANTS)
+    full = top_k_similar(queries, variants, 3, **settings)
+    symmetric = top_k_similar(queries, variants, 3, symmetric=True, **settings)
+    assert (symmetric[0] == full[0]).all()
+    assert np.allclose(symmetric[1], full[1], atol=1e-5)
+
+
 def test_k_is_capped_and_compact_items_are_scaled() -> None:
     items = np.array([[255, 0], [0, 255], [128, 128]], np.uint8)
     queries = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], np.float32)
