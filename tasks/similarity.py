@@ -188,14 +188,32 @@ def top_k_similar(
         return scores
 
     def keep_best(rows: slice, scores: np.ndarray, first_item: int) -> None:
-        values = np.concatenate([best[rows], scores], axis=1)
-        indexes = np.concatenate(
-            [best_item[rows], np.broadcast_to(np.arange(first_item, first_item + scores.shape[1]), scores.shape)],
-            axis=1,
-        )
-        top = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
-        best[rows] = np.take_along_axis(values, top, axis=1)
-        best_item[rows] = np.take_along_axis(indexes, top, axis=1)
+        # Only a score above its row's k-th best so far can enter. Once the first block has set them, such
+        # scores are few, and picking them out costs a fraction of partitioning every row of the block.
+        newcomer_row, newcomer_column = np.nonzero(scores > best[rows].min(axis=1, keepdims=True))
+        if len(newcomer_row) > scores.size // 8:
+            values = np.concatenate([best[rows], scores], axis=1)
+            indexes = np.concatenate(
+                [best_item[rows], np.broadcast_to(np.arange(first_item, first_item + scores.shape[1]), scores.shape)],
+                axis=1,
+            )
+            top = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
+            best[rows] = np.take_along_axis(values, top, axis=1)
+            best_item[rows] = np.take_along_axis(indexes, top, axis=1)
+            return
+        if not len(newcomer_row):
+            return
+        affected = np.unique(newcomer_row) + rows.start
+        # Each affected row's k best so far and its newcomers, best first within each row; the first k stay.
+        candidate_row = np.concatenate([np.repeat(affected, k), newcomer_row + rows.start])
+        candidate_value = np.concatenate([best[affected].ravel(), scores[newcomer_row, newcomer_column]])
+        candidate_item = np.concatenate([best_item[affected].ravel(), newcomer_column + first_item])
+        order = np.lexsort((-candidate_value, candidate_row))
+        starts = np.searchsorted(candidate_row[order], affected)
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
+        kept = order[rank < k]
+        best[affected] = candidate_value[kept].reshape(-1, k)
+        best_item[affected] = candidate_item[kept].reshape(-1, k)
 
     if symmetric and same_set:
         # Square blocks of the same number of scores as the others; block (r, c) with r < c also gives (c, r).

@@ -17,16 +17,19 @@ def brute_force(queries: np.ndarray, items: np.ndarray, k: int, same_set: bool, 
 
 @pytest.mark.parametrize("same_set", [True, False])
 @pytest.mark.parametrize("windows", [1, 3])
-def test_blocked_search_is_exact(same_set: bool, windows: int) -> None:
+@pytest.mark.parametrize("count", [23, 400])
+def test_blocked_search_is_exact(same_set: bool, windows: int, count: int) -> None:
+    """Exact in small blocks, where most scores of a block enter some row's best, and in many blocks, where
+    after the first few only a handful of a block's scores can enter (picked out without a partition)."""
     rng = np.random.default_rng(4)
-    queries = rng.random((23, 6), dtype=np.float32)
-    items = rng.random((23 * windows, 6), dtype=np.float32)
+    queries = rng.random((count, 6), dtype=np.float32)
+    items = rng.random((count * windows, 6), dtype=np.float32)
     scores = brute_force(queries, items, 4, same_set, windows)
 
     found, values = top_k_similar(queries, items, 4, same_set=same_set, windows=windows,
                                   queries_per_block=5, items_per_block=4 * windows)
 
-    assert found.shape == values.shape == (23, 4)
+    assert found.shape == values.shape == (count, 4)
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :4]
     assert (found == expected).all()
     assert np.allclose(values, np.take_along_axis(scores, expected, axis=1), atol=1e-6)
