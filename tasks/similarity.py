@@ -190,8 +190,8 @@ def top_k_similar(
     def keep_best(rows: slice, scores: np.ndarray, first_item: int) -> None:
         # Only a score above its row's k-th best so far can enter. Once the first block has set them, such
         # scores are few, and picking them out costs a fraction of partitioning every row of the block.
-        newcomer_row, newcomer_column = np.nonzero(scores > best[rows].min(axis=1, keepdims=True))
-        if len(newcomer_row) > scores.size // 8:
+        entering = scores > best[rows].min(axis=1, keepdims=True)
+        if np.count_nonzero(entering) > scores.size // 8:
             values = np.concatenate([best[rows], scores], axis=1)
             indexes = np.concatenate(
                 [best_item[rows], np.broadcast_to(np.arange(first_item, first_item + scores.shape[1]), scores.shape)],
@@ -201,6 +201,7 @@ def top_k_similar(
             best[rows] = np.take_along_axis(values, top, axis=1)
             best_item[rows] = np.take_along_axis(indexes, top, axis=1)
             return
+        newcomer_row, newcomer_column = np.nonzero(entering)
         if not len(newcomer_row):
             return
         affected = np.unique(newcomer_row) + rows.start
