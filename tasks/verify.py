@@ -14,8 +14,9 @@ high-passed grey thumbnails proposes an alignment, and the normalised cross-corr
 accepts it. It assumes no rotation, as for tiles cut from one mosaic; rotated and mirrored copies are the
 keypoints' job.
 
-Features are computed once per image at a reduced working size (`extract_features`) and reused for every pair
-that image takes part in (`verify_pairs`). They hold only numpy arrays, so they can be pickled and cached.
+Features, including the spectra the correlation needs, are computed once per image at a reduced working size
+(`extract_features`) and reused for every pair that image takes part in (`verify_pairs`). They hold only numpy
+arrays, so they can be pickled and cached.
 `verify_pairs` is a two-pass cascade: the few pairs rejected at the working size but with some consistent
 keypoint matches are matched again on keypoints of a larger working image, computed only for those pairs' images
 (a heavily cropped and rotated copy can need it).
@@ -36,6 +37,7 @@ from typing import Literal
 import cv2
 import numpy as np
 import pandas as pd
+import scipy.fft
 from PIL import Image
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import reverse_cuthill_mckee
@@ -54,7 +56,7 @@ from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-5"
+METHOD_VERSION = "orb-ransac+correlation-6"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -76,22 +78,27 @@ _HIGH_PASS_SIGMA = 2.0
 _MIN_PEAK = 0.035
 # Images narrower than this (working pixels) carry too little detail for a correlation to mean anything.
 _MIN_CORRELATION_SIDE = 32
-# Pairs handed to a thread at a time: few enough that a run's memoised spectra (about 0.25 MB per image) stay small.
+# Pairs handed to a thread at a time: enough to make handing them over cheap.
 _PAIRS_PER_BATCH = 64
+# Correlation phases are kept in this many steps of a turn (one byte each): see `_phases`.
+_PHASE_LEVELS = 256
+_UNIT_AT_PHASE = np.exp(2j * np.pi * np.arange(_PHASE_LEVELS) / _PHASE_LEVELS).astype(np.complex64)
 # What Pillow raises on files it cannot decode (missing, truncated, not an image, too large).
 _UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 @dataclass(frozen=True)
 class ImageFeatures:
-    """ORB features of one image and of its horizontal mirror, in working-image pixel coordinates, plus a small
-    grey thumbnail for the correlation stage.
+    """ORB features of one image and of its horizontal mirror, in working-image pixel coordinates, plus what the
+    correlation stage needs of it.
 
     `points`/`descriptors` come from the image itself, strongest corner first; `mirror_points`/`mirror_descriptors`
     describe the strongest `mirror_features` of them on the image flipped left-right (coordinates in the flipped
     frame). `scale` converts original to working pixels. `thumbnail` is the grey image with its longest side at
     `_THUMBNAIL_SIDE` (uint8, 16 KB at most: a chunk holds the features of every image it touches), or 0 x 0
-    when the image is too small to correlate; its fine detail is taken when a pair needs it (`_spectra`).
+    when the image is too small to correlate; its fine detail is taken when a pair needs it. `phases` holds the
+    spectrum phases (`_phases`) of the fine detail of each of its views (`_views`: the thumbnail, then the
+    thumbnail shrunk by each of `correlation_zooms`), 8 KB each; none when it is too small to correlate.
     """
 
     path: str
@@ -103,6 +110,8 @@ class ImageFeatures:
     mirror_points: np.ndarray
     mirror_descriptors: np.ndarray
     thumbnail: np.ndarray
+    phases: np.ndarray
+    correlation_zooms: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -232,6 +241,8 @@ def extract_features(path: str | Path, settings: VerificationConfig = Verificati
     ) if mirrored_keypoints else ((), None)
     points, descriptors = _as_arrays(keypoints, descriptors)
     mirror_points, mirror_descriptors = _as_arrays(mirrored_keypoints, mirror_descriptors)
+    zooms = settings.correlation_zooms
+    views = _views(thumbnail, zooms) if thumbnail.size else []
     return ImageFeatures(
         path=str(path),
         width=width,
@@ -242,6 +253,9 @@ def extract_features(path: str | Path, settings: VerificationConfig = Verificati
         mirror_points=mirror_points,
         mirror_descriptors=mirror_descriptors,
         thumbnail=thumbnail,
+        phases=np.array([_phases(_high_pass(view)) for view in views], np.uint8).reshape(
+            len(views), _THUMBNAIL_SIDE, _THUMBNAIL_SIDE // 2 + 1),
+        correlation_zooms=zooms,
     )
 
 
@@ -346,17 +360,26 @@ def _judge(fit: _Fit | None, a: ImageFeatures, b: ImageFeatures, settings: Verif
     return Verification(relation=relation, score=score, inliers=fit.inliers, transform=transform, coverage=coverage)
 
 
-def _spectrum(detail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`detail` as float32, and the phase of its discrete Fourier transform (zero-padded to a `_THUMBNAIL_SIDE`
-    square; each coefficient divided by its magnitude)."""
+def _phases(detail: np.ndarray) -> np.ndarray:
+    """The phase of each coefficient of `detail`'s discrete Fourier transform (zero-padded to a `_THUMBNAIL_SIDE`
+    square; the half that a real image needs), in `_PHASE_LEVELS`ths of a turn.
+
+    Whitening the cross-power spectrum keeps only the phase, so that its peak marks the shift rather than the
+    strongest texture; a whitened coefficient is the unit number at its phase, so the phase is all an image needs
+    to keep (8 KB, against 128 KB for the complex spectrum), and it is computed once per image, with its features.
+    A quarter of a level (0.35 degree) of rounding error lowers a correlation peak by less than 0.01 %."""
     canvas = np.zeros((_THUMBNAIL_SIDE, _THUMBNAIL_SIDE), np.float32)
     canvas[: detail.shape[0], : detail.shape[1]] = detail
-    spectrum = cv2.dft(canvas, flags=cv2.DFT_COMPLEX_OUTPUT, nonzeroRows=detail.shape[0])
-    # Whitening the cross-power spectrum keeps only the phase, so that its peak marks the shift rather than the
-    # strongest texture. The product of two unit coefficients is a unit coefficient: whitening each image once
-    # spares a pair's correlation the per-pair division.
-    magnitude = cv2.magnitude(spectrum[..., 0], spectrum[..., 1]) + 1e-9
-    return canvas[: detail.shape[0], : detail.shape[1]], cv2.divide(spectrum, cv2.merge([magnitude, magnitude]))
+    levels = np.round(np.angle(scipy.fft.rfft2(canvas)) * (_PHASE_LEVELS / (2 * np.pi))).astype(np.int16)
+    return (levels % _PHASE_LEVELS).astype(np.uint8)
+
+
+def _views(thumbnail: np.ndarray, zooms: tuple[float, ...]) -> list[np.ndarray]:
+    """The views a correlation compares: the thumbnail, then the thumbnail shrunk by each of `zooms`.
+
+    A zoomed-in view is shrunk to the other image's scale before its detail is taken, so that both keep the same
+    band of ground detail."""
+    return [thumbnail, *(_resized(thumbnail, 1.0 / zoom) for zoom in zooms)]
 
 
 def _normalised_correlation(first: np.ndarray, second: np.ndarray) -> float:
@@ -387,21 +410,20 @@ def _overlap_correlation(fixed: np.ndarray, moving: np.ndarray, dy: int, dx: int
 
 
 def _align(
-    fixed: np.ndarray,
-    fixed_spectrum: np.ndarray,
-    moving: np.ndarray,
-    moving_spectrum: np.ndarray,
-    min_area: float,
-    min_half: float,
+    fixed: np.ndarray, fixed_phases: np.ndarray, moving: np.ndarray, moving_phases: np.ndarray,
+    detail: Callable[[np.ndarray], np.ndarray], min_area: float, min_half: float,
 ) -> tuple[float, int, float]:
-    """Where phase correlation places `moving` over `fixed` (both high-passed, with their whitened spectra from
-    `_spectrum`): the normalised cross-correlation (`_overlap_correlation`) and area (pixels) of their overlap,
-    among placements overlapping by at least `min_area` (-1 and 0 if none), and the height of the correlation
-    surface's peak as a share of the surface's sum."""
-    cross = cv2.mulSpectrums(fixed_spectrum, moving_spectrum, 0, conjB=True)
-    surface = cv2.idft(cross, flags=cv2.DFT_REAL_OUTPUT)
-    _, peak, _, (peak_x, peak_y) = cv2.minMaxLoc(surface)
-    peak /= surface.size  # the inverse transform is unscaled: its values sum to its size
+    """Where phase correlation places the view `moving` over the view `fixed` (grey, with the phases of their
+    details' spectra from `_phases`): the normalised cross-correlation of their details' overlap
+    (`_overlap_correlation`, details from `detail`) and its area (pixels), among placements overlapping by at least
+    `min_area` (-1 and 0 if none), and the height of the correlation surface's peak as a share of its sum."""
+    # Unit numbers multiply by adding phases: the cross-power spectrum is the unit number at the difference of
+    # the two phases, which uint8 arithmetic takes modulo a turn. The inverse transform divides by its size, so
+    # that the surface sums to 1.
+    cross = _UNIT_AT_PHASE[fixed_phases - moving_phases]
+    surface = scipy.fft.irfft2(cross, s=(_THUMBNAIL_SIDE, _THUMBNAIL_SIDE))
+    peak_y, peak_x = divmod(int(surface.argmax()), _THUMBNAIL_SIDE)
+    peak = float(surface[peak_y, peak_x])
     best = (-1.0, 0, peak)
     if peak < _MIN_PEAK:
         return best
@@ -411,7 +433,7 @@ def _align(
         for dx in (peak_x, peak_x - _THUMBNAIL_SIDE):
             area = max(0, rows) * max(0, min(fixed.shape[1], dx + moving.shape[1]) - max(0, dx))
             if area >= max(min_area, 4):
-                correlation = _overlap_correlation(fixed, moving, dy, dx, min_half)
+                correlation = _overlap_correlation(detail(fixed), detail(moving), dy, dx, min_half)
                 if correlation > best[0]:
                     best = (correlation, area, peak)
     return best
@@ -421,45 +443,43 @@ def _zoom_label(zoom: float) -> str:
     return f"zoom{zoom:.2g}x"
 
 
-Spectra = list[tuple[np.ndarray, np.ndarray]]
-
-
-def _spectra(features: ImageFeatures, zooms: tuple[float, ...]) -> Spectra:
-    """The per-image half of a correlation: the fine detail of the thumbnail, then of the thumbnail shrunk by
-    each of `zooms`, each with its spectrum; [] when the image is too small to correlate.
-
-    A zoomed-in view is shrunk to the other image's scale before its detail is taken, so that both keep the same
-    band of ground detail."""
-    if not features.thumbnail.size:
-        return []
-    shrunk = [_resized(features.thumbnail, 1.0 / zoom) for zoom in zooms]
-    return [_spectrum(_high_pass(thumbnail)) for thumbnail in (features.thumbnail, *shrunk)]
-
-
 def correlate_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig = VerificationConfig()) -> Verification:
     """Decide an unrotated pair by correlating thumbnails: b shifted over a at the same scale, or zoomed by one of
     `correlation_zooms` either way. The best alignment is accepted when its high-passed overlap correlates at
     `min_correlation` or more over at least `correlation_min_overlap` of the thumbnail's area, and each half of
-    the overlap at `correlation_min_half` or more. `score` is that correlation and `inliers` 0."""
+    the overlap at `correlation_min_half` or more. `score` is that correlation and `inliers` 0. Both images'
+    features must have been extracted with the same `correlation_zooms`."""
+    return _correlate(a, b, settings)[0]
+
+
+def _correlate(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) -> tuple[Verification, float]:
+    """`correlate_pair`; also the highest peak of the correlation surfaces (0 if none)."""
     zooms = settings.correlation_zooms
-    return _correlate(_spectra(a, zooms), _spectra(b, zooms), settings)[0]
-
-
-def _correlate(spectra_a: Spectra, spectra_b: Spectra, settings: VerificationConfig) -> tuple[Verification, float]:
-    """`correlate_pair` on the pair's spectra; also the highest peak of the correlation surfaces (0 if none)."""
-    if not spectra_a or not spectra_b:
+    for features in (a, b):
+        if features.correlation_zooms != zooms:
+            raise ValueError(f"{features.path}: features made for correlation zooms {features.correlation_zooms}, "
+                             f"not {zooms}")
+    if not len(a.phases) or not len(b.phases):
         return NO_MATCH, 0.0
     min_area = settings.correlation_min_overlap * _THUMBNAIL_SIDE**2
-    (detail_a, spectrum_a), (detail_b, spectrum_b) = spectra_a[0], spectra_b[0]
-    # (zoom of b relative to a, the image kept whole and its spectrum, the image placed over it and its spectrum)
-    hypotheses = [(1.0, detail_a, spectrum_a, detail_b, spectrum_b)]
-    for zoom, shrunk_a, shrunk_b in zip(settings.correlation_zooms, spectra_a[1:], spectra_b[1:], strict=True):
-        hypotheses.append((zoom, detail_a, spectrum_a, *shrunk_b))
-        hypotheses.append((1.0 / zoom, detail_b, spectrum_b, *shrunk_a))
+    views_a, views_b = _views(a.thumbnail, zooms), _views(b.thumbnail, zooms)
+    details: dict[int, np.ndarray] = {}
+
+    def detail(view: np.ndarray) -> np.ndarray:
+        """A view's fine detail, taken once per pair and only for a placement worth checking."""
+        if id(view) not in details:
+            details[id(view)] = _high_pass(view)
+        return details[id(view)]
+
+    # (zoom of b relative to a, the view kept whole and its phases, the view placed over it and its phases)
+    hypotheses = [(1.0, views_a[0], a.phases[0], views_b[0], b.phases[0])]
+    for level, zoom in enumerate(zooms, start=1):
+        hypotheses.append((zoom, views_a[0], a.phases[0], views_b[level], b.phases[level]))
+        hypotheses.append((1.0 / zoom, views_b[0], b.phases[0], views_a[level], a.phases[level]))
     best_correlation, best_zoom, best_coverage, highest_peak = -1.0, 1.0, 0.0, 0.0
-    for zoom, fixed, fixed_spectrum, moving, moving_spectrum in hypotheses:
+    for zoom, fixed, fixed_phases, moving, moving_phases in hypotheses:
         correlation, area, peak = _align(
-            fixed, fixed_spectrum, moving, moving_spectrum, min_area, settings.correlation_min_half
+            fixed, fixed_phases, moving, moving_phases, detail, min_area, settings.correlation_min_half
         )
         highest_peak = max(highest_peak, peak)
         if correlation > best_correlation:
@@ -488,20 +508,16 @@ def verify_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig
     searched from a to b, so `transform` and `score` describe b relative to a; swapping the pair can change the
     counts slightly near the thresholds.
     """
-    zooms = settings.correlation_zooms
-    return _verify(a, b, settings, lambda: (_spectra(a, zooms), _spectra(b, zooms)))[0]
+    return _verify(a, b, settings)[0]
 
 
-def _verify(
-    a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig, spectra: Callable[[], tuple[Spectra, Spectra]]
-) -> tuple[Verification, bool]:
-    """`verify_pair`, with the pair's correlation spectra from `spectra`, asked only when they are needed; and
-    whether a rejected pair is worth the finer keypoint pass (`verify_pairs`): the keypoints found
-    `refine_min_inliers` consistent matches, or a correlation surface peaked at `refine_min_peak`."""
+def _verify(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) -> tuple[Verification, bool]:
+    """`verify_pair`, and whether a rejected pair is worth the finer keypoint pass (`verify_pairs`): the keypoints
+    found `refine_min_inliers` consistent matches, or a correlation surface peaked at `refine_min_peak`."""
     keypoints = _match_keypoints(a, b, settings)
     if keypoints.relation != "none":
         return keypoints, False
-    correlated, peak = _correlate(*spectra(), settings)
+    correlated, peak = _correlate(a, b, settings)
     if correlated.relation != "none":
         return correlated, False
     return keypoints, keypoints.inliers >= settings.refine_min_inliers or peak >= settings.refine_min_peak
@@ -555,7 +571,7 @@ class FeatureCache:
         extracted = extract_features(path, settings)
         size = 1024 + (sum(array.nbytes for array in (
             extracted.points, extracted.descriptors, extracted.mirror_points, extracted.mirror_descriptors,
-            extracted.thumbnail)) if extracted is not None else 0)
+            extracted.thumbnail, extracted.phases)) if extracted is not None else 0)
         with self._lock:
             if key not in self._entries and size <= self.max_bytes:
                 self._entries[key] = (extracted, size)
@@ -593,8 +609,7 @@ def verify_pairs(
     that budget, not by how many images the pairs touch, and an image whose pairs lie close together in the
     order of `pairs` (as `chunks_by_locality` orders them) is extracted once. `workers` threads
     share the work (OpenCV releases the GIL), with OpenCV's own threading off meanwhile to avoid oversubscription.
-    Pairs go to the threads in runs of `_PAIRS_PER_BATCH` consecutive rows; within a run each image's correlation
-    spectra are computed once (rows sorted by image share them).
+    Pairs go to the threads in runs of `_PAIRS_PER_BATCH` consecutive rows.
 
     A cascade: every pair is matched at the working size, which settles copies cheaply, then correlated if the
     keypoints failed. A pair rejected by both that still showed `refine_min_inliers` consistent keypoint matches,
@@ -612,17 +627,9 @@ def verify_pairs(
             def verify_batch(batch: list[tuple[str, str]]) -> list[tuple[Verification, bool]]:
                 paths = dict.fromkeys(path for pair in batch for path in pair)
                 features = {path: FEATURE_CACHE.features(path, settings) for path in paths}
-                memo: dict[str, Spectra] = {}
-
-                def spectra_of(path: str) -> Spectra:
-                    if path not in memo:
-                        memo[path] = _spectra(features[path], settings.correlation_zooms)
-                    return memo[path]
-
                 return [
                     (NO_MATCH, False) if features[path_a] is None or features[path_b] is None
-                    else _verify(features[path_a], features[path_b], settings,
-                                 lambda a=path_a, b=path_b: (spectra_of(a), spectra_of(b)))
+                    else _verify(features[path_a], features[path_b], settings)
                     for path_a, path_b in batch
                 ]
 
@@ -643,7 +650,7 @@ def verify_pairs(
                     results[index] = refined
     finally:
         cv2.setNumThreads(previous_threads)
-    release_free_memory()  # the batches' spectra and decoded images, spread over the threads' heaps
+    release_free_memory()  # the batches' decoded images and correlation surfaces, spread over the threads' heaps
     verified = pairs.copy()
     verified[RELATION] = [result.relation for result in results]
     verified[MATCH_SCORE] = [result.score for result in results]

@@ -1,6 +1,7 @@
 """Tests of tasks.verify on generated images (and on two RSSCN7 scenes when the shared copy is present)."""
 
 import io
+import itertools
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -463,7 +464,7 @@ def test_each_images_nearest_neighbours_are_verified_whatever_their_similarity()
 
 
 def test_verify_pairs_keeps_row_order_across_batches(scene: np.ndarray, scene_path: Path, tmp_path: Path) -> None:
-    """Rows are verified in batches (with spectra shared inside a batch); each row keeps its own verdict."""
+    """Rows are verified in batches; each row keeps its own verdict."""
     paths = [str(scene_path), str(save(tmp_path / "rotated.jpg", cv2.rotate(scene, cv2.ROTATE_180))),
              str(save(tmp_path / "zoomed.jpg", zoomed_in(scene, 60, 80, 2.0))),
              str(save(tmp_path / "other.jpg", textured_scene(seed=9)))]
@@ -479,6 +480,31 @@ def test_verify_pairs_keeps_row_order_across_batches(scene: np.ndarray, scene_pa
     assert list(result["relation"]) == [verdict.relation for verdict in expected]
     assert list(result["transform"]) == [verdict.transform for verdict in expected]
     assert {"rotate180", "zoom2x", "zoom0.5x"} <= set(result["transform"])
+
+
+def test_correlation_spectra_are_taken_once_per_image(
+    scene: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pair of 6 unrelated images is correlated (the keypoints reject them all), yet each image's views are
+    transformed once, when its features are extracted: 6 images x (1 + 1 zoom) spectra, not 2 per pair."""
+    paths = [str(save(tmp_path / f"scene{seed}.jpg", textured_scene(seed))) for seed in range(6)]
+    pairs = pd.DataFrame(list(itertools.combinations(paths, 2)), columns=["path_a", "path_b"])
+    transformed, real_phases = [], verify._phases
+    monkeypatch.setattr(verify, "_phases", lambda detail: transformed.append(detail.shape) or real_phases(detail))
+    verify.FEATURE_CACHE.limit(0)  # nothing from earlier tests
+
+    result = verify_pairs(pairs, VerificationConfig(correlation_zooms=(2.0,), refine_min_inliers=1000,
+                                                    refine_min_peak=1.0))
+
+    assert (result["relation"] == "none").all()
+    assert len(pairs) == 15 and len(transformed) == 6 * 2
+
+
+def test_correlation_needs_features_made_for_its_zooms(scene: np.ndarray, tmp_path: Path) -> None:
+    made_for_2x = features_of(tmp_path, "scene", scene, VerificationConfig(correlation_zooms=(2.0,)))
+    assert made_for_2x.phases.shape == (2, 128, 65)
+    with pytest.raises(ValueError, match=r"correlation zooms \(2.0,\), not \(1.5, 2.0\)"):
+        correlate_pair(made_for_2x, made_for_2x, VerificationConfig(correlation_zooms=(1.5, 2.0)))
 
 
 def test_chunks_by_locality_keep_partners_together():
