@@ -28,7 +28,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,23 +197,24 @@ def _orb(settings: VerificationConfig, fast_threshold: int) -> cv2.ORB:
     )
 
 
-def _as_arrays(keypoints: tuple[cv2.KeyPoint, ...], descriptors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _as_arrays(keypoints: Sequence[cv2.KeyPoint], descriptors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Keypoint positions (N x 2 float32) and descriptors (N x 32 uint8), empty arrays when there are none."""
     if descriptors is None or not keypoints:
         return np.empty((0, 2), np.float32), np.empty((0, 32), np.uint8)
-    return np.array([keypoint.pt for keypoint in keypoints], dtype=np.float32), descriptors
+    return cv2.KeyPoint_convert(keypoints).reshape(-1, 2), descriptors
 
 
-def _detect(gray: np.ndarray, settings: VerificationConfig) -> tuple[tuple[cv2.KeyPoint, ...], np.ndarray | None]:
-    """ORB keypoints and descriptors of `gray`, strongest corner first (so that a prefix of the arrays is the most
-    repeatable subset); none when the image is too small to hold a corner inside ORB's border."""
+def _detect(gray: np.ndarray, settings: VerificationConfig) -> tuple[Sequence[cv2.KeyPoint], np.ndarray | None, np.ndarray]:
+    """ORB keypoints and descriptors of `gray`, and the order of the keypoints from the strongest corner down (a
+    prefix in that order is the most repeatable subset); none when the image is too small to hold a corner inside
+    ORB's border."""
     if min(gray.shape) <= 2 * settings.patch_size:  # OpenCV's pyramid also fails outright on 1-pixel images
-        return (), None
+        return (), None, np.empty(0, np.int64)
     keypoints, descriptors = _orb(settings, settings.fast_threshold).detectAndCompute(gray, None)
     if len(keypoints) < settings.n_features // 2 and settings.low_texture_fast_threshold < settings.fast_threshold:
         keypoints, descriptors = _orb(settings, settings.low_texture_fast_threshold).detectAndCompute(gray, None)
-    order = sorted(range(len(keypoints)), key=lambda i: -keypoints[i].response)
-    return tuple(keypoints[i] for i in order), descriptors[order] if descriptors is not None else None
+    # Sorted in numpy rather than as Python objects: this runs with the GIL held while the other threads wait.
+    return keypoints, descriptors, np.argsort([-keypoint.response for keypoint in keypoints], kind="stable")
 
 
 def extract_features(path: str | Path, settings: VerificationConfig = VerificationConfig()) -> ImageFeatures | None:
@@ -226,7 +227,7 @@ def extract_features(path: str | Path, settings: VerificationConfig = Verificati
     # A global stretch (not CLAHE, whose tiles change under cropping) cancels brightness and contrast edits and
     # lifts smooth scenes such as water and grass towards the FAST threshold.
     gray = _stretch_contrast(gray, settings.contrast_clip)
-    keypoints, descriptors = _detect(gray, settings)
+    keypoints, descriptors, strongest_first = _detect(gray, settings)
     # Detection is mirror-symmetric, so reflecting the keypoints (position and orientation) and describing them
     # on the flipped image gives nearly what detecting on the flipped image would, without detecting twice. Only
     # the strongest are mirrored: a mirrored copy shares most of its corners, so a few suffice, and the mirror
@@ -234,12 +235,13 @@ def extract_features(path: str | Path, settings: VerificationConfig = Verificati
     width = gray.shape[1]
     mirrored_keypoints = [
         cv2.KeyPoint(width - 1 - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave)
-        for k in keypoints[: settings.mirror_features]
+        for k in (keypoints[i] for i in strongest_first[: settings.mirror_features])
     ]
     mirrored_keypoints, mirror_descriptors = _orb(settings, settings.fast_threshold).compute(
         cv2.flip(gray, 1), mirrored_keypoints
     ) if mirrored_keypoints else ((), None)
     points, descriptors = _as_arrays(keypoints, descriptors)
+    points, descriptors = points[strongest_first], descriptors[strongest_first]
     mirror_points, mirror_descriptors = _as_arrays(mirrored_keypoints, mirror_descriptors)
     zooms = settings.correlation_zooms
     views = _views(thumbnail, zooms) if thumbnail.size else []
