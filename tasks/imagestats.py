@@ -40,16 +40,30 @@ def measure(image: Image.Image) -> dict[str, float]:
     grey = eight_bit(image).convert("L")
     if max(grey.size) > MAX_SIDE:
         grey.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
-    pixels = np.asarray(grey, dtype=np.float32)
-    variance = float(pixels.var())
-    laplacian = float(cv2.Laplacian(pixels, cv2.CV_32F).var()) if min(pixels.shape) >= 3 else 0.0
+    levels = np.asarray(grey)
+    # OpenCV's statistics and a histogram's percentile rather than numpy's var and percentile: ingest measures
+    # on several threads, and numpy's held the GIL for a third of ingest's time on small tiles.
+    mean, deviation = (float(value[0, 0]) for value in cv2.meanStdDev(levels))
+    variance = deviation**2
+    laplacian = float(cv2.meanStdDev(cv2.Laplacian(levels, cv2.CV_32F))[1][0, 0] ** 2) if min(levels.shape) >= 3 \
+        else 0.0
     return {
-        Col.BRIGHTNESS: float(pixels.mean()),
-        Col.CONTRAST: variance**0.5,
+        Col.BRIGHTNESS: mean,
+        Col.CONTRAST: deviation,
         Col.BLUR: laplacian,
         Col.SHARPNESS: float(np.log10((laplacian + 1e-6) / (variance + 1e-6))),
-        Col.BLACK_LEVEL: float(np.percentile(pixels, 1)),
+        Col.BLACK_LEVEL: _percentile(levels, 0.01),
     }
+
+
+def _percentile(levels: np.ndarray, share: float) -> float:
+    """The `share` quantile of 8-bit levels, interpolated linearly between the two nearest ranks as
+    `np.percentile` does, from their histogram instead of a partial sort."""
+    ranks = np.cumsum(np.bincount(levels.ravel(), minlength=256))
+    position = share * (levels.size - 1)
+    below = int(position)
+    low, high = np.searchsorted(ranks, [below, min(below + 1, levels.size - 1)], side="right")
+    return float(low + (position - below) * (high - low))
 
 
 SIGNATURE = "colour_signature"  # internal columns of the ingest frame (not in the manifest)
