@@ -204,7 +204,9 @@ def _as_arrays(keypoints: Sequence[cv2.KeyPoint], descriptors: np.ndarray | None
     return cv2.KeyPoint_convert(keypoints).reshape(-1, 2), descriptors
 
 
-def _detect(gray: np.ndarray, settings: VerificationConfig) -> tuple[Sequence[cv2.KeyPoint], np.ndarray | None, np.ndarray]:
+def _detect(
+    gray: np.ndarray, settings: VerificationConfig
+) -> tuple[Sequence[cv2.KeyPoint], np.ndarray | None, np.ndarray]:
     """ORB keypoints and descriptors of `gray`, and the order of the keypoints from the strongest corner down (a
     prefix in that order is the most repeatable subset); none when the image is too small to hold a corner inside
     ORB's border."""
@@ -369,7 +371,7 @@ def _phases(detail: np.ndarray) -> np.ndarray:
     Whitening the cross-power spectrum keeps only the phase, so that its peak marks the shift rather than the
     strongest texture; a whitened coefficient is the unit number at its phase, so the phase is all an image needs
     to keep (8 KB, against 128 KB for the complex spectrum), and it is computed once per image, with its features.
-    A quarter of a level (0.35 degree) of rounding error lowers a correlation peak by less than 0.01 %."""
+    Rounding to a level (0.7 degree at most) lowers a correlation peak by less than 0.01 %."""
     canvas = np.zeros((_THUMBNAIL_SIDE, _THUMBNAIL_SIDE), np.float32)
     canvas[: detail.shape[0], : detail.shape[1]] = detail
     levels = np.round(np.angle(scipy.fft.rfft2(canvas)) * (_PHASE_LEVELS / (2 * np.pi))).astype(np.int16)
