@@ -246,7 +246,7 @@ class RunnerConfig(_Section):
     )
 
     feature_cache_mb: int = Field(
-        256, ge=0, description="Megabytes of verification features (about 30 KB an image) that each process keeps "
+        384, ge=0, description="Megabytes of verification features (about 46 KB an image) that each process keeps "
         "for the chunks that follow: chunks are cut by pairs, and an image's pairs can fall in several."
     )
 
