@@ -56,7 +56,7 @@ from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-6"
+METHOD_VERSION = "orb-ransac+correlation-7"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -76,6 +76,12 @@ _HIGH_PASS_SIGMA = 2.0
 # on the benchmark every accepted placement peaked at 0.043 or more, and 82 % of those tried for rejected pairs
 # below 0.035. The normalised cross-correlation that decides is computed only above it, which saves its cost.
 _MIN_PEAK = 0.035
+# Fill (see `_detail`): pixels at most _FILL_DARKEST or at least _FILL_LIGHTEST whose grey levels vary by at most
+# _FILL_FLATNESS within _FILL_WINDOW_RADIUS pixels. The detail within _FILL_MARGIN pixels of them is dropped: the
+# border's blur reaches 3 sigma (6 pixels) into the image, and fill within the window radius of the border is not
+# flat enough to be found.
+_FILL_DARKEST, _FILL_LIGHTEST, _FILL_FLATNESS, _FILL_WINDOW_RADIUS = 8, 247, 2, 2
+_FILL_MARGIN = 3 * round(_HIGH_PASS_SIGMA) + _FILL_WINDOW_RADIUS
 # Images narrower than this (working pixels) carry too little detail for a correlation to mean anything.
 _MIN_CORRELATION_SIDE = 32
 # Pairs handed to a thread at a time: enough to make handing them over cheap.
@@ -143,10 +149,21 @@ def _resized(gray: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
 
 
-def _high_pass(gray: np.ndarray) -> np.ndarray:
-    """The fine detail of `gray`: the image minus its Gaussian blur (float32)."""
+def _detail(gray: np.ndarray) -> np.ndarray:
+    """The fine detail of `gray`: the image minus its Gaussian blur (float32), zero on and near fill.
+
+    Fill is a flat area at either end of the grey scale: the black corners of a turned copy, padding, a
+    satellite scene's no-data area. Its straight border would be the strongest detail of the image, and two
+    different scenes with the same fill (two copies turned by the same angle) would correlate on it alone."""
     image = gray.astype(np.float32)
-    return image - cv2.GaussianBlur(image, (0, 0), _HIGH_PASS_SIGMA)
+    detail = image - cv2.GaussianBlur(image, (0, 0), _HIGH_PASS_SIGMA)
+    window = np.ones((2 * _FILL_WINDOW_RADIUS + 1,) * 2, np.uint8)
+    flat = cv2.dilate(gray, window) - cv2.erode(gray, window) <= _FILL_FLATNESS
+    fill = flat & ((gray <= _FILL_DARKEST) | (gray >= _FILL_LIGHTEST))
+    if fill.any():
+        margin = np.ones((2 * _FILL_MARGIN + 1,) * 2, np.uint8)
+        detail[cv2.dilate(fill.view(np.uint8), margin).view(bool)] = 0.0
+    return detail
 
 
 def _thumbnail(gray: np.ndarray) -> np.ndarray:
@@ -257,7 +274,7 @@ def extract_features(path: str | Path, settings: VerificationConfig = Verificati
         mirror_points=mirror_points,
         mirror_descriptors=mirror_descriptors,
         thumbnail=thumbnail,
-        phases=np.array([_phases(_high_pass(view)) for view in views], np.uint8).reshape(
+        phases=np.array([_phases(_detail(view)) for view in views], np.uint8).reshape(
             len(views), _THUMBNAIL_SIDE, _THUMBNAIL_SIDE // 2 + 1),
         correlation_zooms=zooms,
     )
@@ -472,7 +489,7 @@ def _correlate(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig)
     def detail(view: np.ndarray) -> np.ndarray:
         """A view's fine detail, taken once per pair and only for a placement worth checking."""
         if id(view) not in details:
-            details[id(view)] = _high_pass(view)
+            details[id(view)] = _detail(view)
         return details[id(view)]
 
     # (zoom of b relative to a, the view kept whole and its phases, the view placed over it and its phases)
