@@ -9,7 +9,9 @@ precision over everything, and recall per transform. Writes ``bench/results/robu
 
 The transforms were written after Curate's defaults had been chosen on the quality benchmark, to see how they
 hold on edits they were not tuned for: other flips and turns, heavier crops (alone and combined with a turn and
-a mirror), small rotations, colour, exposure, noise, padding and resizing. Not part of the unit tests.
+a mirror), small rotations, colour, exposure, noise, padding and resizing; and a second set, written a stop
+later, of distortions (stretch, shear, perspective, a 45-degree turn), overlays, filters, a quarter crop and
+half a tile. Not part of the unit tests.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from bench.dataset import DEFAULT_RSSCN7, DEFAULT_WORK, SPLITS, BenchConfig, build_dataset, load_truth
 from bench.run_quality import DEFAULT_RESULTS, curate_summary, machine, pair_list, run_curate
@@ -59,6 +62,26 @@ def _padded(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return canvas
 
 
+def _perspective(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Each corner moved inwards by up to 8 % of the side, as from an oblique view."""
+    width, height = image.size
+    corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    inwards = np.float32([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * rng.uniform(0, 0.08, (4, 2)) * [width, height]
+    warp = cv2.getPerspectiveTransform(corners, (corners + inwards).astype(np.float32))
+    return Image.fromarray(cv2.warpPerspective(np.asarray(image), warp, (width, height)))
+
+
+def _captioned(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Six white captions at random places and a black bar over the bottom 10 %."""
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        draw.text((int(rng.integers(0, image.width * 3 // 4)), int(rng.integers(0, image.height * 9 // 10))),
+                  "SAMPLE (c) 2024", fill=(255, 255, 255))
+    draw.rectangle((0, image.height * 9 // 10, image.width, image.height), fill=(0, 0, 0))
+    return image
+
+
 # name -> (edit, JPEG quality of the saved copy)
 TRANSFORMS: dict[str, tuple[Edit, int]] = {
     "vflip": (lambda image, rng: image.transpose(Image.Transpose.FLIP_TOP_BOTTOM), 90),
@@ -83,6 +106,28 @@ TRANSFORMS: dict[str, tuple[Edit, int]] = {
                                                    Image.Resampling.BICUBIC), 90),
     "downscale0.25": (lambda image, rng: image.resize((image.width // 4, image.height // 4),
                                                       Image.Resampling.LANCZOS), 90),
+    # A second set, written at a later stop (2026-11-26), after the first had been used to make changes.
+    "stretch0.7x": (lambda image, rng: image.resize((image.width * 7 // 10, image.height),
+                                                    Image.Resampling.LANCZOS), 90),
+    "rotate45": (lambda image, rng: image.rotate(45, resample=Image.Resampling.BICUBIC), 90),
+    "rotate3": (lambda image, rng: image.rotate(3, resample=Image.Resampling.BICUBIC), 90),
+    "perspective": (_perspective, 90),
+    "shear0.15": (lambda image, rng: image.transform(image.size, Image.Transform.AFFINE, (1, 0.15, 0, 0, 1, 0),
+                                                     Image.Resampling.BICUBIC), 90),
+    "captions+bar": (_captioned, 90),
+    "blur2": (lambda image, rng: image.filter(ImageFilter.GaussianBlur(2)), 90),
+    "sharpen": (lambda image, rng: image.filter(ImageFilter.UnsharpMask(3, 200, 2)), 90),
+    "crop25%": (lambda image, rng: _crop(image, 0.25, rng), 90),
+    "crop25%+resize": (lambda image, rng: _crop(image, 0.25, rng).resize(image.size, Image.Resampling.LANCZOS), 90),
+    "crop60%+brighten": (lambda image, rng: ImageEnhance.Brightness(_crop(image, 0.6, rng)).enhance(1.4), 90),
+    "crop70%+rotate180": (lambda image, rng: _crop(image, 0.7, rng).transpose(Image.Transpose.ROTATE_180), 90),
+    "darken0.3": (lambda image, rng: ImageEnhance.Brightness(image).enhance(0.3), 90),
+    "posterize16": (lambda image, rng: image.quantize(16).convert("RGB"), 90),
+    "top-half": (lambda image, rng: image.crop((0, 0, image.width, image.height // 2)), 90),
+    "down3x+up": (lambda image, rng: image.resize((image.width // 3, image.height // 3)).resize(
+        image.size, Image.Resampling.BICUBIC), 90),
+    "half-size+q95": (lambda image, rng: image.resize((image.width // 2, image.height // 2)), 95),
+    "rotate90+jpeg20": (lambda image, rng: image.transpose(Image.Transpose.ROTATE_90), 20),
 }
 
 
