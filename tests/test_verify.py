@@ -206,6 +206,19 @@ def test_thin_shared_strip_is_an_overlap_found_by_correlation(scene: np.ndarray,
     assert correlate_pair(a, b, VerificationConfig(correlation_min_overlap=0.3)).relation == "none"
 
 
+@pytest.mark.parametrize("name", ["cIndustry/c010.jpg", "eForest/e020.jpg", "gParking/g030.jpg"])
+def test_a_crop_of_a_small_tile_matches_it(name: str, tmp_path: Path) -> None:
+    """A 64-pixel tile and its central half (45 pixels a side): ORB finds almost no corners at that size, so
+    keypoints are found on images enlarged to `_MIN_KEYPOINT_SIDE` (those at least 32 pixels wide)."""
+    tile = cv2.resize(cv2.imread(str(rsscn7_tile(name))), (64, 64), interpolation=cv2.INTER_AREA)
+    whole, half = features_of(tmp_path, "whole", tile), features_of(tmp_path, "half", tile[10:55, 9:54])
+
+    result = verify_pair(whole, half)
+
+    assert (result.relation, result.transform) == ("duplicate", "crop")
+    assert whole.width == 128 and half.width == 128  # both enlarged for their keypoints
+
+
 def test_black_fill_does_not_make_different_scenes_correlate(tmp_path: Path) -> None:
     """Three smooth field and grass tiles, each turned by 45 degrees: the turned copies share only the black
     corners the turn leaves, whose straight borders are most of their fine detail (without ignoring fill, 3 of
