@@ -219,6 +219,18 @@ def test_a_crop_of_a_small_tile_matches_it(name: str, tmp_path: Path) -> None:
     assert whole.width == 128 and half.width == 128  # both enlarged for their keypoints
 
 
+def test_finer_pass_only_for_pairs_it_would_see_more_of(tmp_path: Path) -> None:
+    """The finer pass matches keypoints of larger working images: a pair of images used at their own size (or
+    enlarged) has no more pixels to show it, only more and weaker keypoints."""
+    every_rejection = VerificationConfig(refine_min_inliers=0)  # any rejected pair shows "enough" matches
+    large = [features_of(tmp_path, f"large{seed}", textured_scene(seed)) for seed in (1, 2)]  # 400 px, shrunk
+    small = [features_of(tmp_path, f"small{seed}", textured_scene(seed, size=64)) for seed in (1, 2)]
+
+    assert verify._verify(large[0], large[1], every_rejection)[1]
+    assert verify._verify(large[0], small[1], every_rejection)[1]
+    assert verify._verify(small[0], small[1], every_rejection)[1] is False
+
+
 def test_black_fill_does_not_make_different_scenes_correlate(tmp_path: Path) -> None:
     """Three smooth field and grass tiles, each turned by 45 degrees: the turned copies share only the black
     corners the turn leaves, whose straight borders are most of their fine detail (without ignoring fill, 3 of
