@@ -219,9 +219,9 @@ def test_a_crop_of_a_small_tile_matches_it(name: str, tmp_path: Path) -> None:
     assert whole.width == 128 and half.width == 128  # both enlarged for their keypoints
 
 
-def test_finer_pass_only_for_pairs_it_would_see_more_of(tmp_path: Path) -> None:
-    """The finer pass matches keypoints of larger working images: a pair of images used at their own size (or
-    enlarged) has no more pixels to show it, only more and weaker keypoints."""
+def test_no_finer_pass_for_two_enlarged_images(tmp_path: Path) -> None:
+    """Two images enlarged for their keypoints would show the finer pass only more corners on the same
+    interpolated pixels; a pair with one image that has more pixels to show still gets it."""
     every_rejection = VerificationConfig(refine_min_inliers=0)  # any rejected pair shows "enough" matches
     large = [features_of(tmp_path, f"large{seed}", textured_scene(seed)) for seed in (1, 2)]  # 400 px, shrunk
     small = [features_of(tmp_path, f"small{seed}", textured_scene(seed, size=64)) for seed in (1, 2)]
