@@ -83,7 +83,7 @@ _MIN_PEAK = 0.035
 _FILL_DARKEST, _FILL_LIGHTEST, _FILL_FLATNESS, _FILL_WINDOW_RADIUS = 8, 247, 2, 2
 _FILL_MARGIN = 3 * round(_HIGH_PASS_SIGMA) + _FILL_WINDOW_RADIUS
 # Keypoints are found on images enlarged to at least this longest side: on a 64-pixel tile ORB's pyramid and
-# 19-pixel patches leave a half-area crop of it with almost no corners (none of 60 such crops matched; 58 of 60
+# 19-pixel patches leave a half-area crop of it with almost no corners (none of 60 such crops matched; 56 of 60
 # after enlarging).
 _MIN_KEYPOINT_SIDE = 128
 # Images narrower than this (working pixels) carry too little detail for a correlation, or for keypoints on an
