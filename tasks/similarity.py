@@ -158,6 +158,8 @@ def top_k_similar(
     j's score for i, as within one set of vectors), each pair of blocks is scored once and read both ways: half
     the products. The search is exact and runs in blocks of about `queries_per_block` x `items_per_block`
     scores, so memory does not grow with the square of the dataset."""
+    if symmetric and not same_set:
+        raise ValueError("a symmetric search is a search within one set: same_set=True")
     count = len(items) // windows
     k = max(0, min(k, count - 1 if same_set else count))
     best = np.full((len(queries), k), -np.inf, np.float32)
@@ -216,7 +218,7 @@ def top_k_similar(
         best[affected] = candidate_value[kept].reshape(-1, k)
         best_item[affected] = candidate_item[kept].reshape(-1, k)
 
-    if symmetric and same_set:
+    if symmetric:
         # Square blocks of the same number of scores as the others; block (r, c) with r < c also gives (c, r).
         side = max(1, int((queries_per_block * items_per_block / windows) ** 0.5))
         for first_item in range(0, count, side):

@@ -124,6 +124,11 @@ class ImageFeatures:
     phases: np.ndarray
     correlation_zooms: tuple[float, ...]
 
+    @property
+    def enlarged(self) -> bool:
+        """Whether the working image is larger than the original (`_MIN_KEYPOINT_SIDE`)."""
+        return self.scale > 1.0
+
 
 @dataclass(frozen=True)
 class Verification:
@@ -553,7 +558,7 @@ def _verify(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) ->
     if correlated.relation != "none":
         return correlated, False
     worth_refining = keypoints.inliers >= settings.refine_min_inliers or peak >= settings.refine_min_peak
-    return keypoints, worth_refining and not (a.scale > 1.0 and b.scale > 1.0)
+    return keypoints, worth_refining and not (a.enlarged and b.enlarged)
 
 
 def _match_keypoints(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) -> Verification:

@@ -35,6 +35,12 @@ def test_blocked_search_is_exact(same_set: bool, windows: int, count: int) -> No
     assert np.allclose(values, np.take_along_axis(scores, expected, axis=1), atol=1e-6)
 
 
+def test_symmetric_search_is_only_within_one_set() -> None:
+    vectors = np.eye(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="same_set=True"):
+        top_k_similar(vectors, vectors, 1, same_set=False, symmetric=True)
+
+
 @pytest.mark.parametrize("block", [3, 5, 40])
 def test_symmetric_search_scores_each_pair_of_blocks_once_and_stays_exact(block: int) -> None:
     """Within one set of vectors, and for structure signatures under their flips and turns (i's best variant

@@ -228,6 +228,7 @@ def test_no_finer_pass_for_two_enlarged_images(tmp_path: Path) -> None:
 
     assert verify._verify(large[0], large[1], every_rejection)[1]
     assert verify._verify(large[0], small[1], every_rejection)[1]
+    assert small[0].enlarged and not large[0].enlarged
     assert verify._verify(small[0], small[1], every_rejection)[1] is False
 
 
