@@ -45,6 +45,7 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from tasks.cache import PairCache
 from tasks.chunks import ChunkMap, run_here
 from tasks.config import VerificationConfig
+from tasks.hamming import two_nearest
 from tasks.imagestats import (
     DIHEDRAL_VARIANTS, PART_SIGNATURES, PART_WINDOWS, SIGNATURE, STRUCTURE, dihedral_variants, eight_bit,
 )
@@ -309,10 +310,7 @@ def _fit(
     """Ratio-test matches from a to b and the RANSAC similarity transform they support, if enough of them."""
     if len(descriptors_a) < settings.min_inliers or len(b.descriptors) < 2:
         return None
-    # batchDistance returns the two nearest neighbours as arrays, avoiding per-match Python objects.
-    distances, neighbours = cv2.batchDistance(
-        descriptors_a, b.descriptors, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2
-    )
+    distances, neighbours = two_nearest(descriptors_a, b.descriptors)
     passing = np.flatnonzero(distances[:, 0] < settings.ratio_test * distances[:, 1])
     # Keep only the closest of several a keypoints matched to one b keypoint: many-to-one matches let RANSAC
     # collapse a's content onto a point of b and pile up inliers between different scenes of one texture.
