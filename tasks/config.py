@@ -141,6 +141,11 @@ class VerificationConfig(_Section):
         0.5, ge=-1.0, le=1.0, description="Correlation that each half of the aligned overlap (cut across its longer "
         "side) must reach too: shared ground correlates throughout, one shared-looking edge does not."
     )
+    search_min_correlation: float = Field(
+        0.8, gt=0.0, le=1.0, description="Normalised cross-correlation that accepts a placement found by searching "
+        "every shift at the same scale (a strip too thin for phase correlation): stricter than `min_correlation`, "
+        "as the search tries thousands of placements where phase correlation proposes a few."
+    )
     correlation_min_overlap: float = Field(
         0.1, gt=0.0, le=1.0, description="Smallest aligned overlap a correlation match may rest on, as a share of "
         "the correlation thumbnail's area."

@@ -2,6 +2,7 @@
 
 import io
 import itertools
+import math
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -204,6 +205,67 @@ def test_thin_shared_strip_is_an_overlap_found_by_correlation(scene: np.ndarray,
     assert result.coverage == pytest.approx(45 * 260 / 300**2, abs=0.04)
     # The overlap must be large enough: a minimum above its share rejects it.
     assert correlate_pair(a, b, VerificationConfig(correlation_min_overlap=0.3)).relation == "none"
+
+
+def test_a_ten_percent_strip_is_found_by_the_placement_search() -> None:
+    """RSSCN7's c199 and c200 were cut from one image and share a strip of 10 % (14 rows of the 128-pixel
+    thumbnail, 8 pixels aside): phase correlation of the whole thumbnails peaks elsewhere (at 0.034), and the
+    search over every shift finds it."""
+    c199, c200 = (extract_features(rsscn7_tile(name)) for name in ("cIndustry/c199.jpg", "cIndustry/c200.jpg"))
+
+    result = verify_pair(c199, c200)
+
+    assert (result.relation, result.transform, result.inliers) == ("overlap", "shift", 0)
+    assert result.coverage == pytest.approx(14 * 120 / 128**2, abs=0.01)
+    assert result.score >= VerificationConfig().min_correlation
+
+
+@pytest.mark.parametrize("names", [("cIndustry/c051.jpg", "cIndustry/c050.jpg"), ("aGrass/a053.jpg", "aGrass/a054.jpg")])
+def test_parallel_lines_do_not_place_different_scenes(names: tuple[str, str]) -> None:
+    """Rows of barns, and furrows beside a road: the best shift of these different scenes correlates at 0.72 and
+    0.73 (below `search_min_correlation`), and as well 4 pixels further along the lines."""
+    first, second = (extract_features(rsscn7_tile(name)) for name in names)
+
+    assert verify_pair(first, second).relation == "none"
+
+
+def test_a_placement_along_parallel_lines_is_not_distinct() -> None:
+    """Two scenes with the same straight stripes and different texture correlate at any shift along the stripes:
+    the search's best placement correlates well above `search_min_correlation` but is rejected, as the
+    placement 4 pixels along the stripes correlates as well."""
+    rng = np.random.default_rng(5)
+    stripes = np.repeat(rng.uniform(60, 200, (32, 1)), 4, axis=0) * np.ones((1, 128))
+    first, second = (np.clip(stripes + rng.normal(0, 6, stripes.shape), 0, 255).astype(np.uint8) for _ in range(2))
+    settings = VerificationConfig()
+    details = {id(view): verify._detail(view) for view in (first, second)}
+
+    def detail(view: np.ndarray) -> np.ndarray:
+        return details[id(view)]
+
+    best = max(verify._overlap_correlation(details[id(first)], details[id(second)], 0, dx, -1.0)
+               for dx in range(-100, 101))
+    assert best >= settings.search_min_correlation
+    assert verify._search_placements(first, second, detail, settings) == (-1.0, 0)
+
+
+@pytest.mark.parametrize(("fixed_shape", "moving_shape"), [((12, 12), (12, 12)), ((9, 14), (13, 6))])
+def test_shift_correlations_are_the_normalised_products_at_each_shift(
+    fixed_shape: tuple[int, int], moving_shape: tuple[int, int]
+) -> None:
+    rng = np.random.default_rng(3)
+    fixed, moving = (rng.standard_normal(shape).astype(np.float32) for shape in (fixed_shape, moving_shape))
+    min_area = 20
+
+    correlations = verify._shift_correlations(fixed, moving, min_area)
+
+    rows, columns = correlations.shape
+    for dy in range(1 - moving_shape[0], fixed_shape[0]):
+        for dx in range(1 - moving_shape[1], fixed_shape[1]):
+            region_fixed, region_moving = verify._overlap(fixed, moving, dy, dx)
+            expected = float((region_fixed * region_moving).sum()) / math.sqrt(
+                float((region_fixed**2).sum()) * float((region_moving**2).sum())
+            ) if region_fixed.size >= min_area else -1.0
+            assert correlations[dy % rows, dx % columns] == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.parametrize("name", ["cIndustry/c010.jpg", "eForest/e020.jpg", "gParking/g030.jpg"])
