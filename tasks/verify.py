@@ -979,7 +979,7 @@ def verify_candidates(
     contents verified before (with the same settings) are not verified again. The pairs to verify run on
     `run_chunks` in chunks of `chunk_size` pairs (`chunks_by_locality`); the features of their images come from
     what each process keeps (`FeatureCache`, up to `feature_cache_bytes`), so memory is bounded by that budget,
-    not by the dataset."""
+    not by the dataset. Once every chunk is verified, this process's features are dropped (`FEATURE_CACHE`)."""
     candidates = select_candidates(files, pairs, settings)
     by_row = files.set_index(Col.ROW)
 
@@ -997,13 +997,17 @@ def verify_candidates(
     # The chunks carry what verification reads and no more: at 100,000 images they hold 800,000 pairs.
     chunks = chunks_by_locality(with_each_image(todo[candidates.columns], Col.PATH, paths), chunk_size)
     del todo
-    verified = pd.concat(
-        run_chunks("verify", verify_pairs, chunks, settings=settings, workers=workers,
-                   feature_cache_bytes=feature_cache_bytes)
-    ).drop(columns=list(paths)) if chunks else candidates.iloc[0:0].assign(
+    parts = run_chunks("verify", verify_pairs, chunks, settings=settings, workers=workers,
+                       feature_cache_bytes=feature_cache_bytes) if chunks else []
+    del chunks
+    # Every chunk is verified: this process's features are of no more use to this run. Gathering and caching the
+    # results is when a run's memory peaks (at 100,000 images, with a full feature cache beside them).
+    FEATURE_CACHE.limit(0)
+    release_free_memory()
+    verified = pd.concat(parts).drop(columns=list(paths)) if parts else candidates.iloc[0:0].assign(
         **{RELATION: pd.Series(dtype="string"), MATCH_SCORE: 0.0, INLIERS: 0, TRANSFORM: "", COVERAGE: 0.0}
     )
-    del chunks
+    del parts
     if cache:
         cache.add(with_each_image(verified, Col.SHA256, keys), RESULT_COLUMNS)
         verified = pd.concat([known.drop(columns=list(keys)), verified]) if len(known) else verified

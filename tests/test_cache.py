@@ -202,6 +202,11 @@ def test_verification_chunks_share_features_within_their_budget(tmp_path, textur
         return matches, list(extracted)
 
     shared, with_budget = run(2**26)
+    # Once every chunk is verified, the process lets its features go: asking for one extracts it again.
+    extracted.clear()
+    verify.FEATURE_CACHE.limit(2**26)
+    verify.FEATURE_CACHE.features(with_budget[0], settings)
+    assert extracted == [with_budget[0]]
     alone, without = run(0)
     images = set(without)
     assert sorted(with_budget) == sorted(images), "each image extracted once"
