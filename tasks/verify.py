@@ -574,16 +574,18 @@ def _search_placements(
     centre_dy, centre_dx = round(half_dy / _SEARCH_SCALE), round(half_dx / _SEARCH_SCALE)
     best = (-1.0, 0, 0, 0)
     for dy, dx in itertools.product(range(centre_dy - 1, centre_dy + 2), range(centre_dx - 1, centre_dx + 2)):
-        if _overlap_area(fixed, moving, dy, dx) >= max(min_area, 4):
+        area = _overlap_area(fixed, moving, dy, dx)
+        if area >= max(min_area, 4):
             correlation = _overlap_correlation(detail(fixed), detail(moving), dy, dx, settings.correlation_min_half)
             if correlation > best[0]:
-                best = (correlation, _overlap_area(fixed, moving, dy, dx), dy, dx)
+                best = (correlation, area, dy, dx)
     correlation, area, dy, dx = best
     if correlation < settings.search_min_correlation:
         return -1.0, 0
     nearby = max(
-        _normalised_correlation(*_overlap(detail(fixed), detail(moving), dy + step_y, dx + step_x))
-        for step_y, step_x in _DISTINCT_STEPS if _overlap_area(fixed, moving, dy + step_y, dx + step_x) >= 4
+        (_normalised_correlation(*_overlap(detail(fixed), detail(moving), dy + step_y, dx + step_x))
+         for step_y, step_x in _DISTINCT_STEPS if _overlap_area(fixed, moving, dy + step_y, dx + step_x) >= 4),
+        default=-1.0,
     )
     return (correlation, area) if correlation - nearby >= _DISTINCT_MARGIN else (-1.0, 0)
 
@@ -596,8 +598,10 @@ def correlate_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationCon
     """Decide an unrotated pair by correlating thumbnails: b shifted over a at the same scale, or zoomed by one of
     `correlation_zooms` either way. The best alignment is accepted when its high-passed overlap correlates at
     `min_correlation` or more over at least `correlation_min_overlap` of the thumbnail's area, and each half of
-    the overlap at `correlation_min_half` or more. `score` is that correlation and `inliers` 0. Both images'
-    features must have been extracted with the same `correlation_zooms`."""
+    the overlap at `correlation_min_half` or more. If phase correlation proposes no such alignment, every shift at
+    the same scale is searched (`_search_placements`: a thin strip), and the best accepted at
+    `search_min_correlation` if distinct. `score` is that correlation and `inliers` 0. Both images' features must
+    have been extracted with the same `correlation_zooms`."""
     return _correlate(a, b, settings)[0]
 
 
