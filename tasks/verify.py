@@ -86,6 +86,8 @@ _MIN_PEAK = 0.035
 # flat enough to be found.
 _FILL_DARKEST, _FILL_LIGHTEST, _FILL_FLATNESS, _FILL_WINDOW_RADIUS = 8, 247, 2, 2
 _FILL_MARGIN = 3 * round(_HIGH_PASS_SIGMA) + _FILL_WINDOW_RADIUS
+_FILL_WINDOW = np.ones((2 * _FILL_WINDOW_RADIUS + 1,) * 2, np.uint8)
+_FILL_MARGIN_WINDOW = np.ones((2 * _FILL_MARGIN + 1,) * 2, np.uint8)
 # A thin strip of shared ground (two tiles cut side by side with a 10 % overlap) correlates strongly where it is,
 # but phase correlation of the whole thumbnails buries its peak among the rest's (for 10 % strips of RSSCN7
 # tiles, the right placement's peak ranked up to a few hundredth). Pairs that phase correlation does not confirm
@@ -192,12 +194,10 @@ def _detail(gray: np.ndarray) -> np.ndarray:
     different scenes with the same fill (two copies turned by the same angle) would correlate on it alone."""
     image = gray.astype(np.float32)
     detail = image - cv2.GaussianBlur(image, (0, 0), _HIGH_PASS_SIGMA)
-    window = np.ones((2 * _FILL_WINDOW_RADIUS + 1,) * 2, np.uint8)
-    flat = cv2.dilate(gray, window) - cv2.erode(gray, window) <= _FILL_FLATNESS
+    flat = cv2.dilate(gray, _FILL_WINDOW) - cv2.erode(gray, _FILL_WINDOW) <= _FILL_FLATNESS
     fill = flat & ((gray <= _FILL_DARKEST) | (gray >= _FILL_LIGHTEST))
     if fill.any():
-        margin = np.ones((2 * _FILL_MARGIN + 1,) * 2, np.uint8)
-        detail[cv2.dilate(fill.view(np.uint8), margin).view(bool)] = 0.0
+        detail[cv2.dilate(fill.view(np.uint8), _FILL_MARGIN_WINDOW).view(bool)] = 0.0
     return detail
 
 
@@ -453,7 +453,8 @@ def _overlap_area(fixed: np.ndarray, moving: np.ndarray, dy: int, dx: int) -> in
 
 def _overlap(fixed: np.ndarray, moving: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
     """The regions of `fixed` and `moving` that overlap when `moving`'s top-left corner lies at (dy, dx) in
-    `fixed`'s frame."""
+    `fixed`'s frame; only for placements that overlap (`_overlap_area`): bounds below zero would slice from the
+    end."""
     top, left = max(0, dy), max(0, dx)
     bottom, right = min(fixed.shape[0], dy + moving.shape[0]), min(fixed.shape[1], dx + moving.shape[1])
     return fixed[top:bottom, left:right], moving[top - dy : bottom - dy, left - dx : right - dx]
