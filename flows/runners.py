@@ -18,9 +18,15 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 from tasks.config import RunnerConfig
 
 
+def concurrent_chunks(settings: RunnerConfig) -> int:
+    """How many chunks the runner for `settings` runs at once: `workers`, by default one per core (for an
+    existing Dask cluster, the cluster decides; this is then the local machine's guess)."""
+    return settings.workers or os.cpu_count() or 1
+
+
 def task_runner(settings: RunnerConfig) -> TaskRunner:
     """A new (not yet started) task runner for `settings`."""
-    workers = settings.workers or os.cpu_count() or 1
+    workers = concurrent_chunks(settings)
     if settings.kind == "threads":
         return ThreadPoolTaskRunner(max_workers=workers)
     if settings.kind == "processes":

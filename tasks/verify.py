@@ -978,11 +978,14 @@ def verify_candidates(
     run_chunks: ChunkMap = run_here,
     chunk_size: int = 5000,
     feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
+    concurrent_chunks: int = 1,
 ) -> pd.DataFrame:
     """The verification stage: candidate pairs (row_a, row_b, similarity) with relation, match_score, inliers,
     transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
     contents verified before (with the same settings) are not verified again. The pairs to verify run on
-    `run_chunks` in chunks of `chunk_size` pairs (`chunks_by_locality`); the features of their images come from
+    `run_chunks` in chunks of at most `chunk_size` pairs (`chunks_by_locality`), each on `workers` threads; there
+    are at least `concurrent_chunks` chunks (how many `run_chunks` runs at once) when there are enough pairs. The
+    features of their images come from
     what each process keeps (`FeatureCache`, up to `feature_cache_bytes`), so memory is bounded by that budget,
     not by the dataset. Once every chunk is verified, this process's features are dropped (`FEATURE_CACHE`)."""
     candidates = select_candidates(files, pairs, settings)
@@ -1000,7 +1003,8 @@ def verify_candidates(
     known, todo = cache.split(with_each_image(candidates, Col.SHA256, keys), RESULT_COLUMNS) if cache \
         else (None, candidates)
     # The chunks carry what verification reads and no more: at 100,000 images they hold 800,000 pairs.
-    chunks = chunks_by_locality(with_each_image(todo[candidates.columns], Col.PATH, paths), chunk_size)
+    size = min(chunk_size, max(1, -(-len(todo) // concurrent_chunks)))
+    chunks = chunks_by_locality(with_each_image(todo[candidates.columns], Col.PATH, paths), size)
     del todo
     parts = run_chunks("verify", verify_pairs, chunks, settings=settings, workers=workers,
                        feature_cache_bytes=feature_cache_bytes) if chunks else []
