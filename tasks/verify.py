@@ -21,7 +21,7 @@ Features, including the spectra the correlation needs, are computed once per ima
 arrays, so they can be pickled and cached.
 `verify_pairs` is a two-pass cascade: the few pairs rejected at the working size but with some consistent
 keypoint matches are matched again on keypoints of a larger working image, computed only for those pairs' images
-(a heavily cropped and rotated copy can need it).
+(a heavily cropped and rotated copy can need it), from each image of the pair to the other.
 """
 
 import itertools
@@ -60,7 +60,7 @@ from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-10"
+METHOD_VERSION = "orb-ransac+correlation-11"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -356,13 +356,19 @@ def _fit(
     return _Fit(matrix=matrix, inliers=int(inlier_mask.sum()), matches=len(passing), mirrored=mirrored)
 
 
+def _area_scale(matrix: np.ndarray) -> float:
+    """How much the affine `matrix` (2 x 3) scales areas: its linear part's determinant, written out (a call into
+    LAPACK costs more than the arithmetic)."""
+    return abs(float(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0]))
+
+
 def _coverages(fit: _Fit, a: ImageFeatures, b: ImageFeatures) -> tuple[float, float]:
     """Shares of a's and of b's area that lie in the region both images show, under the fitted transform."""
     corners_a = np.array([[0, 0], [a.width, 0], [a.width, a.height], [0, a.height]], dtype=np.float32)
     mapped = (corners_a @ fit.matrix[:, :2].T + fit.matrix[:, 2]).astype(np.float32)
     corners_b = np.array([[0, 0], [b.width, 0], [b.width, b.height], [0, b.height]], dtype=np.float32)
     shared_area, _ = cv2.intersectConvexConvex(mapped, corners_b)
-    area_scale = abs(float(np.linalg.det(fit.matrix[:, :2])))
+    area_scale = _area_scale(fit.matrix)
     coverage_a = shared_area / (area_scale * a.width * a.height)
     coverage_b = shared_area / (b.width * b.height)
     return min(1.0, coverage_a), min(1.0, coverage_b)
@@ -400,7 +406,7 @@ def _judge(fit: _Fit | None, a: ImageFeatures, b: ImageFeatures, settings: Verif
     if fit is None:
         return NO_MATCH
     score = fit.inliers / fit.matches
-    working_scale_change = math.sqrt(abs(float(np.linalg.det(fit.matrix[:, :2]))))
+    working_scale_change = math.sqrt(_area_scale(fit.matrix))
     # A fit that shrinks or grows a's content beyond any plausible resize has collapsed onto a few points of b.
     if not 1.0 / settings.max_scale_change <= working_scale_change <= settings.max_scale_change:
         return Verification(relation="none", score=score, inliers=fit.inliers, transform="", coverage=0.0)
@@ -686,17 +692,39 @@ def _verify(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) ->
     return keypoints, worth_refining and not (a.enlarged and b.enlarged)
 
 
-def _match_keypoints(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) -> Verification:
-    """The keypoint verdict: a direct match, else a mirrored one; when both fail, the one with more inliers."""
-    direct = _judge(_fit(a.points, a.descriptors, b, mirrored=False, settings=settings), a, b, settings)
-    # Descriptor matching is nearly all of a pair's time: try the mirror image only when the direct match fails.
-    if direct.relation != "none":
-        return direct
-    mirror_fit = _fit(a.mirror_points, a.mirror_descriptors, b, mirrored=True, settings=settings)
-    mirrored = _judge(mirror_fit, a, b, settings)
-    if mirrored.relation != "none" or mirrored.inliers > direct.inliers:
-        return mirrored
-    return direct
+def _reversed(fit: _Fit, a: ImageFeatures, b: ImageFeatures) -> _Fit:
+    """A fit from b's (possibly mirrored) frame to a's, turned into the fit from a's frame to b's that `_judge` and
+    `_describe_transform` read: its inverse, and for a mirrored fit (a = M flip_b(b), so b = flip_b M^-1 flip_a
+    flip_a(a), where flip_w(x, y) = (w - 1 - x, y) as mirrored keypoints are placed) that inverse between the two
+    flips, written out. (numpy's 3 x 3 inverse took 2 ms a call beside other busy threads: OpenBLAS's.)"""
+    inverse = cv2.invertAffineTransform(fit.matrix)
+    if fit.mirrored:
+        (p, q, shift_x), (r, s, shift_y) = inverse
+        inverse = np.array([[p, -q, b.width - 1 - p * (a.width - 1) - shift_x],
+                            [-r, s, r * (a.width - 1) + shift_y]])
+    return _Fit(matrix=inverse, inliers=fit.inliers, matches=fit.matches, mirrored=fit.mirrored)
+
+
+def _match_keypoints(
+    a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig, both_ways: bool = False
+) -> Verification:
+    """The keypoint verdict: a direct match from a to b, else a mirrored one; with `both_ways`, then the same from
+    b to a. When all fail, the one with the most inliers (the first of equals).
+
+    The ratio test keeps a keypoint whose nearest descriptor in the other image is clearly nearer than the next:
+    from a heavy crop to its original, nearly every keypoint lies on the ground both show, whereas from the
+    original most lie outside the crop and only add doubt. In the finer pass, matching from b too found 21 of 30
+    heavy crops (25 to 36 % of the area, turned) that the first pass missed, against 13 from a alone."""
+    verdicts: list[Verification] = []
+    for source, target, backwards in ((a, b, False), (b, a, True))[: 2 if both_ways else 1]:
+        # Descriptor matching is most of a pair's time: each attempt runs only if those before it failed.
+        for points, descriptors, mirrored in ((source.points, source.descriptors, False),
+                                              (source.mirror_points, source.mirror_descriptors, True)):
+            fit = _fit(points, descriptors, target, mirrored=mirrored, settings=settings)
+            verdicts.append(_judge(_reversed(fit, a, b) if backwards and fit else fit, a, b, settings))
+            if verdicts[-1].relation != "none":
+                return verdicts[-1]
+    return max(verdicts, key=lambda verdict: verdict.inliers)
 
 
 def _refined(settings: VerificationConfig) -> VerificationConfig:
@@ -806,7 +834,9 @@ def verify_pairs(
 
             def refine_row(pair: tuple[str, str]) -> Verification:
                 fine_a, fine_b = (FEATURE_CACHE.features(path, fine_settings) for path in pair)
-                return NO_MATCH if fine_a is None or fine_b is None else _match_keypoints(fine_a, fine_b, fine_settings)
+                if fine_a is None or fine_b is None:
+                    return NO_MATCH
+                return _match_keypoints(fine_a, fine_b, fine_settings, both_ways=True)
 
             for index, refined in zip(doubtful, pool.map(refine_row, doubtful_pairs)):
                 if refined.relation != "none":

@@ -96,6 +96,7 @@ TRANSFORMS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], int, str]] = {
     "lower_contrast": (flatter, 90, "same"),
     "half_size_rotate90": (lambda image: cv2.rotate(half_size(image), cv2.ROTATE_90_CLOCKWISE), 60, "rotate90+rescale"),
     "crop80_hflip": (lambda image: cv2.flip(crop(image, 0.8, 0, 80), 1), 90, "hflip+crop"),
+    "hflip_rotate90": (lambda image: cv2.rotate(cv2.flip(image, 1), cv2.ROTATE_90_CLOCKWISE), 90, "hflip+rotate90"),
 }
 
 
@@ -113,6 +114,28 @@ def test_edited_copy_is_duplicate_with_its_transform(
     assert result.inliers >= VerificationConfig().min_inliers
     assert 0.0 < result.score <= 1.0
     assert result.coverage >= VerificationConfig().duplicate_min_coverage
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_a_fit_from_the_copy_back_reads_as_the_copy_from_the_original(
+    name: str, scene: np.ndarray, scene_path: Path, tmp_path: Path
+) -> None:
+    """The finer pass also matches from b to a (`both_ways`); that fit, turned round (`_reversed`), must describe
+    b from a as a fit from a does."""
+    edit, quality, expected_transform = TRANSFORMS[name]
+    copy_path = save(tmp_path / f"{name}.jpg", edit(scene), quality)
+    original, copy = extract_features(scene_path), extract_features(copy_path)
+    assert original is not None and copy is not None
+    settings = VerificationConfig()
+    fits = [verify._fit(points, descriptors, original, mirrored=mirrored, settings=settings)
+            for points, descriptors, mirrored in ((copy.points, copy.descriptors, False),
+                                                  (copy.mirror_points, copy.mirror_descriptors, True))]
+
+    verdicts = [verify._judge(verify._reversed(fit, original, copy), original, copy, settings) for fit in fits if fit]
+
+    accepted = [verdict for verdict in verdicts if verdict.relation == "duplicate"]
+    assert accepted and accepted[0].transform == expected_transform
+    assert accepted[0].coverage >= settings.duplicate_min_coverage
 
 
 def test_mirror_copy_matches_as_strongly_as_a_rotated_copy(
@@ -494,6 +517,24 @@ def test_real_cropped_turned_mirrored_copy_is_found_by_the_finer_pass_mirrored_k
     assert verify_pair(*features, settings).relation == "none"  # type: ignore[arg-type]
     assert verify._refined(settings).mirror_features == 200
     assert (found.loc[0, "relation"], found.loc[0, "transform"]) == ("duplicate", "hflip+rotate90+crop")
+
+
+def test_real_heavy_crop_is_found_by_the_finer_pass_matching_from_the_crop(tmp_path: Path) -> None:
+    """A quarter of RSSCN7 tile c109, mirrored and turned by 25 degrees: from the original most keypoints lie
+    outside the crop and the finer pass's match fails; from the crop to the original it holds."""
+    original = rsscn7_tile("cIndustry/c109.jpg")
+    with Image.open(original) as image:
+        copy = image.convert("RGB").crop((177, 55, 377, 255)).rotate(-25, resample=Image.Resampling.BICUBIC)
+        copy.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "copy.jpg", quality=85)
+    pairs = pd.DataFrame({"path_a": [str(original)], "path_b": [str(tmp_path / "copy.jpg")]})
+    fine = verify._refined(VerificationConfig())
+    fine_original, fine_copy = (extract_features(path, fine) for path in pairs.iloc[0])
+    assert fine_original is not None and fine_copy is not None
+
+    found = verify_pairs(pairs, VerificationConfig())
+
+    assert verify._match_keypoints(fine_original, fine_copy, fine).relation == "none"
+    assert (found.loc[0, "relation"], found.loc[0, "transform"]) == ("duplicate", "hflip+rotate+crop")
 
 
 def test_real_zoomed_tile_is_found_by_correlation() -> None:
