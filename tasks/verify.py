@@ -1015,9 +1015,9 @@ def verify_candidates(
     contents verified before (with the same settings) are not verified again. The pairs to verify run on
     `run_chunks` in chunks of at most `chunk_size` pairs (`chunks_by_locality`), each on `workers` threads; there
     are at least `concurrent_chunks` chunks (how many `run_chunks` runs at once) when there are enough pairs. The
-    features of their images come from
-    what each process keeps (`FeatureCache`, up to `feature_cache_bytes`), so memory is bounded by that budget,
-    not by the dataset. Once every chunk is verified, this process's features are dropped (`FEATURE_CACHE`)."""
+    features of their images come from what each process keeps (`FeatureCache`, up to `feature_cache_bytes`), so
+    memory is bounded by that budget, not by the dataset. Once every chunk is verified, this process's features
+    are dropped (`FEATURE_CACHE`)."""
     candidates = select_candidates(files, pairs, settings)
     by_row = files.set_index(Col.ROW)
 

@@ -232,3 +232,33 @@ def test_result_cache_keeps_arrays_and_missing_values(tmp_path):
     assert c["signature"].dtype == np.float32 and np.array_equal(c["signature"], signature * 2)
     assert c["parts"].dtype == np.uint8 and np.array_equal(c["parts"], parts)
     assert not b["valid"] and b["signature"] is None and b["parts"] is None
+
+
+def test_verification_cuts_a_chunk_for_each_slot_of_the_runner(tmp_path, texture):
+    """A runner that runs two chunks at once gets at least two, each verified on the threads asked for; the
+    verdicts are those of one chunk."""
+    from tasks import verify
+    from tasks.chunks import run_here
+    from tasks.config import VerificationConfig
+    from tasks.ingest import find_files, ingest
+    from tasks.similarity import compute_similarity
+
+    for seed in range(12):
+        texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
+    files = ingest(find_files({"train": tmp_path / "data"}, (".jpg",)))
+    pairs = compute_similarity(files, SETTINGS, tmp_path / "work").pairs
+    handed = []
+
+    def recording(name, function, chunks, **shared):
+        handed.append((len(chunks), [len(chunk) for chunk in chunks], shared["workers"]))
+        return run_here(name, function, chunks, **shared)
+
+    settings = VerificationConfig()
+    one = verify.verify_candidates(files, pairs, settings, run_chunks=recording)
+    two = verify.verify_candidates(files, pairs, settings, workers=1, run_chunks=recording, concurrent_chunks=2)
+
+    (one_chunk, sizes, one_thread_count), (two_chunks, halves, two_thread_count) = handed
+    assert (one_chunk, two_chunks) == (1, 2)
+    assert sum(halves) == sizes[0] and max(halves) - min(halves) <= 1
+    assert (one_thread_count, two_thread_count) == (2, 1)
+    assert two.equals(one)

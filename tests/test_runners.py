@@ -1,11 +1,13 @@
 """Scale-out: the per-image work runs in chunks on a Prefect task runner, and where it runs changes no answer."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from flows.curate import main
-from flows.runners import task_runner
+from flows.runners import concurrent_chunks, task_runner
 from tasks.config import ConfigError, CurateConfig, RunnerConfig, load_config
 from tasks.ingest import find_files, ingest
 from tasks.schema import Col
@@ -31,6 +33,7 @@ def test_runner_settings_are_checked():
     assert load_config(overrides=["runner.kind=processes"]).runner.kind == "processes"
     assert type(task_runner(RunnerConfig(kind="dask", dask_address="tcp://127.0.0.1:8786"))).__name__ == \
         "DaskTaskRunner"
+    assert (concurrent_chunks(RunnerConfig(workers=3)), concurrent_chunks(RunnerConfig())) == (3, os.cpu_count())
 
 
 @pytest.fixture(scope="module")
