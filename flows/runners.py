@@ -35,7 +35,8 @@ def task_runner(settings: RunnerConfig) -> TaskRunner:
 
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
-    # One thread per worker process: each chunk already uses threads (decoding, verification) or fastdup's own.
+    # One thread per worker process: a chunk uses threads of its own (decoding) or fastdup's, or is one of as many
+    # verification chunks as there are workers.
     # Loopback only, and no dashboard (it needs bokeh, which Curate does not install).
     return DaskTaskRunner(cluster_kwargs={
         "n_workers": workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
