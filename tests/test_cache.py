@@ -235,8 +235,8 @@ def test_result_cache_keeps_arrays_and_missing_values(tmp_path):
 
 
 def test_verification_cuts_a_chunk_for_each_slot_of_the_runner(tmp_path, texture):
-    """A runner that runs two chunks at once gets at least two, each verified on the threads asked for; the
-    verdicts are those of one chunk."""
+    """A runner that runs two chunks at once gets at least two, which share the verification threads (one each of
+    the default two); the verdicts are those of one chunk."""
     from tasks import verify
     from tasks.chunks import run_here
     from tasks.config import VerificationConfig
@@ -255,7 +255,7 @@ def test_verification_cuts_a_chunk_for_each_slot_of_the_runner(tmp_path, texture
 
     settings = VerificationConfig()
     one = verify.verify_candidates(files, pairs, settings, run_chunks=recording)
-    two = verify.verify_candidates(files, pairs, settings, workers=1, run_chunks=recording, concurrent_chunks=2)
+    two = verify.verify_candidates(files, pairs, settings, run_chunks=recording, concurrent_chunks=2)
 
     (one_chunk, sizes, one_thread_count), (two_chunks, halves, two_thread_count) = handed
     assert (one_chunk, two_chunks) == (1, 2)
