@@ -16,6 +16,10 @@ scale for the best normalised cross-correlation (`_search_placements`), accepted
 the placements around it. It assumes no rotation, as for tiles cut from one mosaic; rotated and mirrored copies
 are the keypoints' job.
 
+Either stage's match is then confirmed on what its evidence did not use (`_detail_agreement`): aligned as found,
+the thumbnails' fine detail must correlate away from the keypoint inliers, cell by cell, over most of the shared
+region. A caption or logo printed at the same place on different images gives a perfect fit of its own.
+
 Features, including the spectra the correlation needs, are computed once per image at a reduced working size
 (`extract_features`) and reused for every pair that image takes part in (`verify_pairs`). They hold only numpy
 arrays, so they can be pickled and cached.
@@ -30,7 +34,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +64,7 @@ from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-11"
+METHOD_VERSION = "orb-ransac+correlation-12"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -118,6 +122,21 @@ _MIN_KEYPOINT_SIDE = 128
 _MIN_DETAIL_SIDE = 32
 # Pairs handed to a thread at a time: enough to make handing them over cheap.
 _PAIRS_PER_BATCH = 64
+# A match is confirmed on what its evidence did not use (`_detail_agreement`): the thumbnails' fine detail is
+# correlated, as aligned, over the shared region outside the keypoint inliers' hull, widened by _HULL_MARGIN
+# thumbnail pixels (about ORB's patch radius), in each cell of an _AGREEMENT_GRID x _AGREEMENT_GRID grid holding
+# _MIN_CELL_PIXELS or more of it, and the median cell decides. A caption, logo or info band at the same place in
+# different images gives a fit of the same kind as a copy's, with every inlier on the overlay, and can dominate
+# the correlation of smooth scenes; away from it such pairs do not correlate.
+_HULL_MARGIN, _AGREEMENT_GRID, _MIN_CELL_PIXELS = 6, 4, 16
+# Inliers whose widened hull leaves less than this share of the shared region are evidence enough themselves.
+_COVERED_SHARE = 0.1
+# A copy stretched, sheared or seen at an angle misaligns under a similarity fit, so an affine fit and a
+# homography of the same matches are tried too; only plausible ones: an affine fit stretching one direction at
+# most _MAX_STRETCH times the other, a homography whose projective scale varies at most _MAX_PERSPECTIVE times
+# over the image, and each only when its inliers spread _MIN_SPREAD thumbnail pixels (standard deviation) across
+# their main direction too: matches along a line of text leave both fits free to turn the rest of the image anywhere.
+_MAX_STRETCH, _MAX_PERSPECTIVE, _MIN_SPREAD = 2.0, 1.5, 2.0
 # Correlation phases are kept in this many steps of a turn (one byte each): see `_phases`.
 _PHASE_LEVELS = 256
 _UNIT_AT_PHASE = np.exp(2j * np.pi * np.arange(_PHASE_LEVELS) / _PHASE_LEVELS).astype(np.complex64)
@@ -320,32 +339,39 @@ def extract_features(path: str | Path, settings: VerificationConfig = Verificati
 
 @dataclass(frozen=True)
 class _Fit:
-    """A RANSAC similarity fit from a's (possibly mirrored) working frame to b's."""
+    """A RANSAC similarity fit from a's (possibly mirrored) working frame to b's, and the matches behind it."""
 
     matrix: np.ndarray
     inliers: int
     matches: int
     mirrored: bool
+    # The ratio-test matches, in a's and b's own (never mirrored) working frames, and which of them are inliers.
+    matched_a: np.ndarray
+    matched_b: np.ndarray
+    inlier_mask: np.ndarray
 
 
-def _fit(
-    points_a: np.ndarray, descriptors_a: np.ndarray, b: ImageFeatures, mirrored: bool, settings: VerificationConfig
-) -> _Fit | None:
-    """Ratio-test matches from a to b and the RANSAC similarity transform they support, if enough of them."""
-    if len(descriptors_a) < settings.min_inliers or len(b.descriptors) < 2:
+def _fit(source: ImageFeatures, target: ImageFeatures, mirrored: bool, settings: VerificationConfig) -> _Fit | None:
+    """Ratio-test matches from source's keypoints (or its mirrored ones) to target's, and the RANSAC similarity
+    transform they support, if enough of them."""
+    points, descriptors = (source.mirror_points, source.mirror_descriptors) if mirrored else (
+        source.points, source.descriptors)
+    if len(descriptors) < settings.min_inliers or len(target.descriptors) < 2:
         return None
-    distances, neighbours = two_nearest(descriptors_a, b.descriptors)
+    distances, neighbours = two_nearest(descriptors, target.descriptors)
     passing = np.flatnonzero(distances[:, 0] < settings.ratio_test * distances[:, 1])
-    # Keep only the closest of several a keypoints matched to one b keypoint: many-to-one matches let RANSAC
-    # collapse a's content onto a point of b and pile up inliers between different scenes of one texture.
+    # Keep only the closest of several source keypoints matched to one target keypoint: many-to-one matches let
+    # RANSAC collapse the source's content onto a point of the target and pile up inliers between different
+    # scenes of one texture.
     passing = passing[np.argsort(distances[passing, 0], kind="stable")]
     _, first = np.unique(neighbours[passing, 0], return_index=True)
     passing = passing[first]
     if len(passing) < settings.min_inliers:
         return None
+    matched_source, matched_target = points[passing], target.points[neighbours[passing, 0]]
     matrix, inlier_mask = cv2.estimateAffinePartial2D(
-        points_a[passing],
-        b.points[neighbours[passing, 0]],
+        matched_source,
+        matched_target,
         method=cv2.RANSAC,
         ransacReprojThreshold=settings.ransac_threshold,
         maxIters=_RANSAC_MAX_ITERATIONS,
@@ -353,12 +379,21 @@ def _fit(
     )
     if matrix is None:
         return None
-    return _Fit(matrix=matrix, inliers=int(inlier_mask.sum()), matches=len(passing), mirrored=mirrored)
+    if mirrored:
+        matched_source = _unmirrored(matched_source, source.width)
+    inliers = inlier_mask.ravel().astype(bool)
+    return _Fit(matrix=matrix, inliers=int(inliers.sum()), matches=len(passing), mirrored=mirrored,
+                matched_a=matched_source, matched_b=matched_target, inlier_mask=inliers)
+
+
+def _unmirrored(points: np.ndarray, width: int) -> np.ndarray:
+    """Points of an image flipped left-right, in the image's own frame (mirrored keypoints lie at width - 1 - x)."""
+    return np.column_stack([width - 1 - points[:, 0], points[:, 1]]).astype(np.float32)
 
 
 def _area_scale(matrix: np.ndarray) -> float:
-    """How much the affine `matrix` (2 x 3) scales areas: its linear part's determinant, written out (a call into
-    LAPACK costs more than the arithmetic)."""
+    """How much the affine `matrix` (2 x 3, or its 2 x 2 linear part) scales areas: the determinant, written out (a call
+    into LAPACK costs more than the arithmetic)."""
     return abs(float(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0]))
 
 
@@ -401,6 +436,123 @@ def _describe_transform(
     return "+".join(parts) if parts else "same"
 
 
+def _alignments(
+    fit: _Fit, a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Maps (3 x 3) from a's thumbnail to b's under which to confirm `fit`, each with its inliers' places in b's
+    working frame: the fit itself, then a plausible affine fit and homography of its matches. Lazy: a later map is
+    fitted only if the earlier ones did not confirm."""
+    a_scale, b_scale = a.thumbnail.shape[1] / a.width, b.thumbnail.shape[1] / b.width
+    flip = np.array([[-1.0, 0.0, a.width - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if fit.mirrored else np.eye(3)
+    to_thumbnail_b = np.diag([b_scale, b_scale, 1.0])
+    from_thumbnail_a = np.diag([1 / a_scale, 1 / a_scale, 1.0])
+    similarity = to_thumbnail_b @ np.vstack([fit.matrix, [0.0, 0.0, 1.0]]) @ flip @ from_thumbnail_a
+    yield similarity, fit.matched_b[fit.inlier_mask]
+    thumbnail_a, thumbnail_b = fit.matched_a * a_scale, fit.matched_b * b_scale
+    tolerance = settings.ransac_threshold * b_scale
+
+    height, width = a.thumbnail.shape
+    corners = np.array([[0.0, 0.0, 1.0], [width, 0.0, 1.0], [0.0, height, 1.0], [width, height, 1.0]])
+
+    def plausible(a_to_b: np.ndarray, mask: np.ndarray) -> bool:
+        inliers = thumbnail_b[mask.ravel().astype(bool)]
+        if len(inliers) < 3 or _narrowest_spread(inliers) < _MIN_SPREAD:
+            return False
+        projective = corners @ a_to_b[2]
+        if projective.min() <= 0 or projective.max() > _MAX_PERSPECTIVE * projective.min():
+            return False
+        # A homography's linear part, scaled as at the thumbnail's centre.
+        return _stretch(a_to_b[:2, :2] / (a_to_b[2] @ [width / 2, height / 2, 1.0])) <= _MAX_STRETCH
+
+    affine, mask = cv2.estimateAffine2D(thumbnail_a, thumbnail_b, method=cv2.RANSAC, ransacReprojThreshold=tolerance)
+    if affine is not None and plausible(affine := np.vstack([affine, [0.0, 0.0, 1.0]]), mask):
+        yield affine, fit.matched_b[mask.ravel().astype(bool)]
+    if len(thumbnail_a) >= 4:
+        homography, mask = cv2.findHomography(thumbnail_a, thumbnail_b, cv2.RANSAC, tolerance)
+        if homography is not None and plausible(homography, mask):
+            yield homography, fit.matched_b[mask.ravel().astype(bool)]
+
+
+def _narrowest_spread(points: np.ndarray) -> float:
+    """Standard deviation of `points` (N x 2) across their main direction: the covariance's smaller eigenvalue,
+    written out (numpy's linear algebra calls into OpenBLAS, slow beside busy threads)."""
+    xx, yy = points.var(axis=0)
+    xy = float(np.mean((points[:, 0] - points[:, 0].mean()) * (points[:, 1] - points[:, 1].mean())))
+    smaller = (xx + yy) / 2 - math.hypot((xx - yy) / 2, xy)
+    return math.sqrt(max(smaller, 0.0))
+
+
+def _stretch(linear: np.ndarray) -> float:
+    """How many times more the 2 x 2 map `linear` stretches one direction than another: the ratio of its singular
+    values, from their squares' sum (the squared norm) and product (the squared determinant)."""
+    total, determinant = float((linear**2).sum()), _area_scale(linear)
+    spread = math.sqrt(max(total**2 - 4 * determinant**2, 0.0))
+    return math.sqrt((total + spread) / max(total - spread, 1e-12))
+
+
+def _cell_sums(values: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Sums of `values` (H x W x C) over the grid cells cut at `rows` and `columns` (boundaries, first to last, each
+    cell at least one pixel): an array of (cells down) x (cells across) x C."""
+    window = values[rows[0] : rows[-1], columns[0] : columns[-1]].astype(np.float64)
+    return np.add.reduceat(np.add.reduceat(window, rows[:-1] - rows[0], axis=0), columns[:-1] - columns[0], axis=1)
+
+
+def _detail_agreement(
+    a_to_b: np.ndarray, inlier_points_b: np.ndarray, a: ImageFeatures, b: ImageFeatures
+) -> float:
+    """How well the thumbnails' fine detail agrees, aligned by `a_to_b` (thumbnail to thumbnail), over the shared
+    region outside the hull of the inliers (b's working frame): the median, over the grid cells holding enough of
+    that region, of the cells' normalised cross-correlations. 1 when the hull covers all but `_COVERED_SHARE` of the
+    shared region or nothing outside it has detail (fill); -1 when the map leaves almost nothing shared. The image
+    showing the shared ground larger is warped onto the other, blurred first if shrunk much."""
+    hull_points = (inlier_points_b * (b.thumbnail.shape[1] / b.width)).reshape(-1, 1, 2).astype(np.float32)
+    area_scale = _area_scale(a_to_b) / a_to_b[2, 2] ** 2
+    if area_scale < 1.0:
+        fixed, moving, to_fixed = b.thumbnail, a.thumbnail, a_to_b
+    else:
+        fixed, moving, to_fixed = a.thumbnail, b.thumbnail, cv2.invert(a_to_b)[1]
+        if len(hull_points):
+            hull_points = cv2.perspectiveTransform(hull_points, to_fixed)
+    shrink = max(area_scale, 1.0 / area_scale)
+    if shrink > 1.5:
+        moving = cv2.GaussianBlur(moving, (0, 0), 0.5 * math.sqrt(shrink))
+    size = (fixed.shape[1], fixed.shape[0])
+    warped = cv2.warpPerspective(moving, to_fixed, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.warpPerspective(np.ones_like(moving), to_fixed, size, flags=cv2.INTER_NEAREST)
+    # The high pass reaches 3 sigma across the warped image's edge.
+    inside = cv2.erode(inside, np.ones((7, 7), np.uint8))
+    hull = np.zeros(fixed.shape, np.uint8)
+    if len(hull_points) >= 3:
+        cv2.fillConvexPoly(hull, cv2.convexHull(np.round(hull_points).astype(np.int32)), 1)
+    hull = cv2.dilate(hull, np.ones((2 * _HULL_MARGIN + 1,) * 2, np.uint8))
+    region = (inside > 0) & (hull == 0)
+    ys, xs = np.nonzero(inside)
+    if len(ys) < _MIN_CELL_PIXELS * _AGREEMENT_GRID**2 or min(np.ptp(ys), np.ptp(xs)) < _AGREEMENT_GRID:
+        return -1.0
+    if np.count_nonzero(region) < _COVERED_SHARE * len(ys):
+        return 1.0
+    first, second = _detail(fixed) * region, _detail(warped) * region
+    values = np.stack([region, first, second, first * first, second * second, first * second], axis=-1)
+    rows = np.linspace(ys.min(), ys.max() + 1, _AGREEMENT_GRID + 1).astype(int)
+    columns = np.linspace(xs.min(), xs.max() + 1, _AGREEMENT_GRID + 1).astype(int)
+    count, sum_1, sum_2, sum_11, sum_22, sum_12 = np.moveaxis(_cell_sums(values, rows, columns), -1, 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        covariance = sum_12 - sum_1 * sum_2 / count
+        energy = (sum_11 - sum_1**2 / count) * (sum_22 - sum_2**2 / count)
+        correlations = covariance / np.sqrt(energy)
+    usable = (count >= _MIN_CELL_PIXELS) & (energy > 0)
+    return float(np.median(correlations[usable])) if usable.any() else 1.0
+
+
+def _confirmed(fit: _Fit, a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) -> bool:
+    """Whether the detail outside the fit's inliers agrees under the fit or a plausible refit of its matches
+    (`_detail_agreement`). Images too small to correlate cannot be checked and stand on their keypoints."""
+    if not a.thumbnail.size or not b.thumbnail.size:
+        return True
+    return any(_detail_agreement(a_to_b, inliers, a, b) >= settings.min_detail_agreement
+               for a_to_b, inliers in _alignments(fit, a, b, settings))
+
+
 def _judge(fit: _Fit | None, a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) -> Verification:
     """Turn a fit into a verdict: accepted only with enough inliers, a plausible scale and a shared region."""
     if fit is None:
@@ -414,6 +566,8 @@ def _judge(fit: _Fit | None, a: ImageFeatures, b: ImageFeatures, settings: Verif
     coverage = max(coverage_a, coverage_b)
     too_weak = fit.inliers < settings.min_inliers or score < settings.min_inlier_ratio
     if too_weak or coverage < settings.overlap_min_coverage:
+        return Verification(relation="none", score=score, inliers=fit.inliers, transform="", coverage=coverage)
+    if not _confirmed(fit, a, b, settings):
         return Verification(relation="none", score=score, inliers=fit.inliers, transform="", coverage=coverage)
     relation: Relation = "duplicate" if coverage >= settings.duplicate_min_coverage else "overlap"
     # Size ratio of b's content to a's in original pixels, undoing each image's shrink to working size.
@@ -487,11 +641,12 @@ def _overlap_correlation(fixed: np.ndarray, moving: np.ndarray, dy: int, dx: int
 def _align(
     fixed: np.ndarray, fixed_phases: np.ndarray, moving: np.ndarray, moving_phases: np.ndarray,
     detail: Callable[[np.ndarray], np.ndarray], min_area: float, min_half: float,
-) -> tuple[float, int, float]:
+) -> tuple[float, int, float, tuple[int, int]]:
     """Where phase correlation places the view `moving` over the view `fixed` (grey, with the phases of their
     details' spectra from `_phases`): the normalised cross-correlation of their details' overlap
     (`_overlap_correlation`, details from `detail`) and its area (pixels), among placements overlapping by at least
-    `min_area` (-1 and 0 if none), and the height of the correlation surface's peak as a share of its sum."""
+    `min_area` (-1 and 0 if none), the height of the correlation surface's peak as a share of its sum, and where
+    `moving`'s top-left corner lies in `fixed` (dy, dx)."""
     # Unit numbers multiply by adding phases: the cross-power spectrum is the unit number at the difference of
     # the two phases, which uint8 arithmetic takes modulo a turn. The inverse transform divides by its size, so
     # that the surface sums to 1.
@@ -499,7 +654,7 @@ def _align(
     surface = scipy.fft.irfft2(cross, s=(_THUMBNAIL_SIDE, _THUMBNAIL_SIDE))
     peak_y, peak_x = divmod(int(surface.argmax()), _THUMBNAIL_SIDE)
     peak = float(surface[peak_y, peak_x])
-    best = (-1.0, 0, peak)
+    best = (-1.0, 0, peak, (0, 0))
     if peak < _MIN_PEAK:
         return best
     # A circular correlation cannot tell a shift from that shift minus the canvas size: try both on each axis.
@@ -508,7 +663,7 @@ def _align(
         if area >= max(min_area, 4):
             correlation = _overlap_correlation(detail(fixed), detail(moving), dy, dx, min_half)
             if correlation > best[0]:
-                best = (correlation, area, peak)
+                best = (correlation, area, peak, (dy, dx))
     return best
 
 
@@ -563,17 +718,18 @@ def _shift_correlations(fixed: np.ndarray, moving: np.ndarray, min_area: float) 
 
 def _search_placements(
     fixed: np.ndarray, moving: np.ndarray, detail: Callable[[np.ndarray], np.ndarray], settings: VerificationConfig
-) -> tuple[float, int]:
+) -> tuple[float, int, tuple[int, int]]:
     """The best placement of the view `moving` over the view `fixed` at the same scale, searched over every shift
     (see `_SEARCH_SCALE`): its normalised cross-correlation at full size (`_overlap_correlation`) and area, among
-    placements overlapping by at least `correlation_min_overlap` of the thumbnail; -1 and 0 if none, if it
-    correlates below `search_min_correlation`, or if it is not distinct (`_DISTINCT_OFFSET`)."""
+    placements overlapping by at least `correlation_min_overlap` of the thumbnail, and the shift (as `_align`'s);
+    -1 and 0 if none, if it correlates below `search_min_correlation`, or if it is not distinct
+    (`_DISTINCT_OFFSET`)."""
     min_area = settings.correlation_min_overlap * _THUMBNAIL_SIDE**2
     small_fixed, small_moving = _resized(fixed, _SEARCH_SCALE), _resized(moving, _SEARCH_SCALE)
     estimates = _shift_correlations(_detail(small_fixed), _detail(small_moving), min_area * _SEARCH_SCALE**2)
     row, column = np.unravel_index(int(estimates.argmax()), estimates.shape)
     if estimates[row, column] < _SEARCH_FLOOR:
-        return -1.0, 0
+        return -1.0, 0, (0, 0)
 
     # The shift as `_shift_correlations` indexes it, at full size: one of four, give or take the resizing.
     half_dy = row if row < small_fixed.shape[0] else row - estimates.shape[0]
@@ -588,17 +744,30 @@ def _search_placements(
                 best = (correlation, area, dy, dx)
     correlation, area, dy, dx = best
     if correlation < settings.search_min_correlation:
-        return -1.0, 0
+        return -1.0, 0, (0, 0)
     nearby = max(
         (_normalised_correlation(*_overlap(detail(fixed), detail(moving), dy + step_y, dx + step_x))
          for step_y, step_x in _DISTINCT_STEPS if _overlap_area(fixed, moving, dy + step_y, dx + step_x) >= 4),
         default=-1.0,
     )
-    return (correlation, area) if correlation - nearby >= _DISTINCT_MARGIN else (-1.0, 0)
+    return (correlation, area, (dy, dx)) if correlation - nearby >= _DISTINCT_MARGIN else (-1.0, 0, (0, 0))
 
 
 def _zoom_label(zoom: float) -> str:
     return f"zoom{zoom:.2g}x"
+
+
+def _placement_map(
+    shift: tuple[int, int], moving: np.ndarray, fixed_is_a: bool, a: ImageFeatures, b: ImageFeatures
+) -> np.ndarray:
+    """The map (3 x 3) from a's thumbnail to b's of a placement: the view `moving` (the other image's thumbnail,
+    perhaps shrunk) with its top-left corner at `shift` (dy, dx) in the fixed image's thumbnail."""
+    dy, dx = shift
+    if fixed_is_a:
+        zoom = b.thumbnail.shape[1] / moving.shape[1]
+        return np.array([[zoom, 0.0, -zoom * dx], [0.0, zoom, -zoom * dy], [0.0, 0.0, 1.0]])
+    zoom = a.thumbnail.shape[1] / moving.shape[1]
+    return np.array([[1.0 / zoom, 0.0, dx], [0.0, 1.0 / zoom, dy], [0.0, 0.0, 1.0]])
 
 
 def correlate_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig = VerificationConfig()) -> Verification:
@@ -631,26 +800,33 @@ def _correlate(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig)
             details[id(view)] = _detail(view)
         return details[id(view)]
 
-    # (zoom of b relative to a, the view kept whole and its phases, the view placed over it and its phases)
-    hypotheses = [(1.0, views_a[0], a.phases[0], views_b[0], b.phases[0])]
+    # (zoom of b relative to a, whether a's view is the one kept whole, that view and its phases, the view placed
+    # over it and its phases)
+    hypotheses = [(1.0, True, views_a[0], a.phases[0], views_b[0], b.phases[0])]
     for level, zoom in enumerate(zooms, start=1):
-        hypotheses.append((zoom, views_a[0], a.phases[0], views_b[level], b.phases[level]))
-        hypotheses.append((1.0 / zoom, views_b[0], b.phases[0], views_a[level], a.phases[level]))
+        hypotheses.append((zoom, True, views_a[0], a.phases[0], views_b[level], b.phases[level]))
+        hypotheses.append((1.0 / zoom, False, views_b[0], b.phases[0], views_a[level], a.phases[level]))
     best_correlation, best_zoom, best_coverage, highest_peak = -1.0, 1.0, 0.0, 0.0
-    for zoom, fixed, fixed_phases, moving, moving_phases in hypotheses:
-        correlation, area, peak = _align(
+    best_map = np.eye(3)
+    for zoom, fixed_is_a, fixed, fixed_phases, moving, moving_phases in hypotheses:
+        correlation, area, peak, shift = _align(
             fixed, fixed_phases, moving, moving_phases, detail, min_area, settings.correlation_min_half
         )
         highest_peak = max(highest_peak, peak)
         if correlation > best_correlation:
             best_correlation, best_zoom = correlation, zoom
             best_coverage = area / min(fixed.size, moving.size)
+            best_map = _placement_map(shift, moving, fixed_is_a, a, b)
     if best_correlation < settings.min_correlation:
-        correlation, area = _search_placements(views_a[0], views_b[0], detail, settings)
+        correlation, area, shift = _search_placements(views_a[0], views_b[0], detail, settings)
         if correlation > best_correlation:
             best_correlation, best_zoom = correlation, 1.0
             best_coverage = area / min(a.thumbnail.size, b.thumbnail.size)
+            best_map = _placement_map(shift, views_b[0], True, a, b)
     if best_correlation < settings.min_correlation:
+        return NO_MATCH, highest_peak
+    # Correlated through and through, not on one caption or logo that both carry at the same place.
+    if _detail_agreement(best_map, np.empty((0, 2), np.float32), a, b) < settings.min_detail_agreement:
         return NO_MATCH, highest_peak
     relation: Relation = "duplicate" if best_coverage >= settings.duplicate_min_coverage else "overlap"
     parts = [] if best_zoom == 1.0 else [_zoom_label(best_zoom)]
@@ -702,7 +878,8 @@ def _reversed(fit: _Fit, a: ImageFeatures, b: ImageFeatures) -> _Fit:
         (p, q, shift_x), (r, s, shift_y) = inverse
         inverse = np.array([[p, -q, b.width - 1 - p * (a.width - 1) - shift_x],
                             [-r, s, r * (a.width - 1) + shift_y]])
-    return _Fit(matrix=inverse, inliers=fit.inliers, matches=fit.matches, mirrored=fit.mirrored)
+    return _Fit(matrix=inverse, inliers=fit.inliers, matches=fit.matches, mirrored=fit.mirrored,
+                matched_a=fit.matched_b, matched_b=fit.matched_a, inlier_mask=fit.inlier_mask)
 
 
 def _match_keypoints(
@@ -718,9 +895,8 @@ def _match_keypoints(
     verdicts: list[Verification] = []
     for source, target, backwards in ((a, b, False), (b, a, True))[: 2 if both_ways else 1]:
         # Descriptor matching is most of a pair's time: each attempt runs only if those before it failed.
-        for points, descriptors, mirrored in ((source.points, source.descriptors, False),
-                                              (source.mirror_points, source.mirror_descriptors, True)):
-            fit = _fit(points, descriptors, target, mirrored=mirrored, settings=settings)
+        for mirrored in (False, True):
+            fit = _fit(source, target, mirrored=mirrored, settings=settings)
             verdicts.append(_judge(_reversed(fit, a, b) if backwards and fit else fit, a, b, settings))
             if verdicts[-1].relation != "none":
                 return verdicts[-1]
