@@ -11,7 +11,9 @@ The transforms were written after Curate's defaults had been chosen on the quali
 hold on edits they were not tuned for: other flips and turns, heavier crops (alone and combined with a turn and
 a mirror), small rotations, colour, exposure, noise, padding and resizing; and a second set, written a stop
 later, of distortions (stretch, shear, perspective, a 45-degree turn), overlays, filters, a quarter crop and
-half a tile. Not part of the unit tests.
+half a tile; and a third of overlays that every copy carries at the same place (an info band, a watermark), so
+that copies of different originals share them exactly and any match between them shows in the precision. Not
+part of the unit tests.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from bench.dataset import DEFAULT_RSSCN7, DEFAULT_WORK, SPLITS, BenchConfig, build_dataset, load_truth
 from bench.run_quality import DEFAULT_RESULTS, curate_summary, machine, pair_list, run_curate
@@ -82,6 +84,27 @@ def _captioned(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return image
 
 
+def _info_band(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A provider's black info band with the same text along the bottom 7.5 %: every copy carries the same one,
+    so copies of different originals share it exactly."""
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    top = image.height * 37 // 40
+    draw.rectangle((0, top, image.width, image.height), fill=(0, 0, 0))
+    draw.text((image.width // 50, top + 3), "Provider X  |  Scene 2026-04-11  |  Res 0.5 m", fill=(255, 255, 255),
+              font=ImageFont.load_default(round(image.height * 0.045)))
+    return image
+
+
+def _watermarked(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The same translucent white word twice across the centre of every copy."""
+    image = image.copy()
+    draw = ImageDraw.Draw(image, "RGBA")
+    draw.text((image.width // 2 - image.width * 3 // 10, image.height // 2 - image.height // 30), "SAMPLE  SAMPLE",
+              fill=(255, 255, 255, 120), font=ImageFont.load_default(round(image.height * 0.09)))
+    return image
+
+
 # name -> (edit, JPEG quality of the saved copy)
 TRANSFORMS: dict[str, tuple[Edit, int]] = {
     "vflip": (lambda image, rng: image.transpose(Image.Transpose.FLIP_TOP_BOTTOM), 90),
@@ -128,6 +151,9 @@ TRANSFORMS: dict[str, tuple[Edit, int]] = {
         image.size, Image.Resampling.BICUBIC), 90),
     "half-size+q95": (lambda image, rng: image.resize((image.width // 2, image.height // 2)), 95),
     "rotate90+jpeg20": (lambda image, rng: image.transpose(Image.Transpose.ROTATE_90), 20),
+    # A third set: overlays shared by copies of different originals.
+    "info-band": (_info_band, 90),
+    "watermark": (_watermarked, 90),
 }
 
 
