@@ -124,11 +124,14 @@ _MIN_DETAIL_SIDE = 32
 _PAIRS_PER_BATCH = 64
 # A match is confirmed on what its evidence did not use (`_detail_agreement`): the thumbnails' fine detail is
 # correlated, as aligned, over the shared region outside the keypoint inliers' hull, widened by _HULL_MARGIN
-# thumbnail pixels (about ORB's patch radius), in each cell of an _AGREEMENT_GRID x _AGREEMENT_GRID grid holding
-# _MIN_CELL_PIXELS or more of it, and the median cell decides. A caption, logo or info band at the same place in
-# different images gives a fit of the same kind as a copy's, with every inlier on the overlay, and can dominate
-# the correlation of smooth scenes; away from it such pairs do not correlate.
-_HULL_MARGIN, _AGREEMENT_GRID, _MIN_CELL_PIXELS = 6, 4, 16
+# thumbnail pixels (about ORB's patch radius), in each cell of a square grid holding _MIN_CELL_PIXELS or more of
+# it, and the median cell decides. A caption, logo or info band at the same place in different images gives a fit
+# of the same kind as a copy's, with every inlier on the overlay, and can dominate the correlation of smooth
+# scenes; away from it such pairs do not correlate. A keypoint fit's grid has _KEYPOINT_GRID cells a side: the
+# hull already leaves the overlay out. A correlation's placement has no inliers to leave out, and a line of text
+# across the middle touches half the cells of a 4 x 4 grid (a translucent watermark on smooth fields: 0.38 at
+# most, against 0.48 for the weakest true match) but a third of _PLACEMENT_GRID's (0.06, against 0.33).
+_HULL_MARGIN, _MIN_CELL_PIXELS, _KEYPOINT_GRID, _PLACEMENT_GRID = 6, 16, 4, 6
 # Inliers whose widened hull leaves less than this share of the shared region are evidence enough themselves.
 _COVERED_SHARE = 0.1
 # A copy stretched, sheared or seen at an angle misaligns under a similarity fit, so an affine fit and a
@@ -498,13 +501,14 @@ def _cell_sums(values: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.
 
 
 def _detail_agreement(
-    a_to_b: np.ndarray, inlier_points_b: np.ndarray, a: ImageFeatures, b: ImageFeatures
+    a_to_b: np.ndarray, inlier_points_b: np.ndarray, a: ImageFeatures, b: ImageFeatures, grid: int
 ) -> float:
     """How well the thumbnails' fine detail agrees, aligned by `a_to_b` (thumbnail to thumbnail), over the shared
-    region outside the hull of the inliers (b's working frame): the median, over the grid cells holding enough of
-    that region, of the cells' normalised cross-correlations. 1 when the hull covers all but `_COVERED_SHARE` of the
-    shared region or nothing outside it has detail (fill); -1 when the map leaves almost nothing shared. The image
-    showing the shared ground larger is warped onto the other, blurred first if shrunk much."""
+    region outside the hull of the inliers (b's working frame): the median, over the cells of a `grid` x `grid`
+    grid holding enough of that region, of the cells' normalised cross-correlations. 1 when the hull covers all
+    but `_COVERED_SHARE` of the shared region or nothing outside it has detail (fill); -1 when the map leaves
+    almost nothing shared. The image showing the shared ground larger is warped onto the other, blurred first if
+    shrunk much."""
     hull_points = (inlier_points_b * (b.thumbnail.shape[1] / b.width)).reshape(-1, 1, 2).astype(np.float32)
     area_scale = _area_scale(a_to_b) / a_to_b[2, 2] ** 2
     if area_scale < 1.0:
@@ -527,14 +531,14 @@ def _detail_agreement(
     hull = cv2.dilate(hull, np.ones((2 * _HULL_MARGIN + 1,) * 2, np.uint8))
     region = (inside > 0) & (hull == 0)
     ys, xs = np.nonzero(inside)
-    if len(ys) < _MIN_CELL_PIXELS * _AGREEMENT_GRID**2 or min(np.ptp(ys), np.ptp(xs)) < _AGREEMENT_GRID:
+    if len(ys) < _MIN_CELL_PIXELS * grid**2 or min(np.ptp(ys), np.ptp(xs)) < grid:
         return -1.0
     if np.count_nonzero(region) < _COVERED_SHARE * len(ys):
         return 1.0
     first, second = _detail(fixed) * region, _detail(warped) * region
     values = np.stack([region, first, second, first * first, second * second, first * second], axis=-1)
-    rows = np.linspace(ys.min(), ys.max() + 1, _AGREEMENT_GRID + 1).astype(int)
-    columns = np.linspace(xs.min(), xs.max() + 1, _AGREEMENT_GRID + 1).astype(int)
+    rows = np.linspace(ys.min(), ys.max() + 1, grid + 1).astype(int)
+    columns = np.linspace(xs.min(), xs.max() + 1, grid + 1).astype(int)
     count, sum_1, sum_2, sum_11, sum_22, sum_12 = np.moveaxis(_cell_sums(values, rows, columns), -1, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         covariance = sum_12 - sum_1 * sum_2 / count
@@ -549,7 +553,7 @@ def _confirmed(fit: _Fit, a: ImageFeatures, b: ImageFeatures, settings: Verifica
     (`_detail_agreement`). Images too small to correlate cannot be checked and stand on their keypoints."""
     if not a.thumbnail.size or not b.thumbnail.size:
         return True
-    return any(_detail_agreement(a_to_b, inliers, a, b) >= settings.min_detail_agreement
+    return any(_detail_agreement(a_to_b, inliers, a, b, _KEYPOINT_GRID) >= settings.min_detail_agreement
                for a_to_b, inliers in _alignments(fit, a, b, settings))
 
 
@@ -826,7 +830,8 @@ def _correlate(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig)
     if best_correlation < settings.min_correlation:
         return NO_MATCH, highest_peak
     # Correlated through and through, not on one caption or logo that both carry at the same place.
-    if _detail_agreement(best_map, np.empty((0, 2), np.float32), a, b) < settings.min_detail_agreement:
+    no_inliers = np.empty((0, 2), np.float32)
+    if _detail_agreement(best_map, no_inliers, a, b, _PLACEMENT_GRID) < settings.min_detail_agreement:
         return NO_MATCH, highest_peak
     relation: Relation = "duplicate" if best_coverage >= settings.duplicate_min_coverage else "overlap"
     parts = [] if best_zoom == 1.0 else [_zoom_label(best_zoom)]
