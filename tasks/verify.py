@@ -132,13 +132,16 @@ _PAIRS_PER_BATCH = 64
 # across the middle touches half the cells of a 4 x 4 grid (a translucent watermark on smooth fields: 0.38 at
 # most, against 0.48 for the weakest true match) but a third of _PLACEMENT_GRID's (0.06, against 0.33).
 _HULL_MARGIN, _MIN_CELL_PIXELS, _KEYPOINT_GRID, _PLACEMENT_GRID = 6, 16, 4, 6
+_SEAM_WINDOW = np.ones((7, 7), np.uint8)
 # Inliers whose widened hull leaves less than this share of the shared region are evidence enough themselves.
 _COVERED_SHARE = 0.1
 # A copy stretched, sheared or seen at an angle misaligns under a similarity fit, so an affine fit and a
 # homography of the same matches are tried too; only plausible ones: an affine fit stretching one direction at
 # most _MAX_STRETCH times the other, a homography whose projective scale varies at most _MAX_PERSPECTIVE times
-# over the image, and each only when its inliers spread _MIN_SPREAD thumbnail pixels (standard deviation) across
-# their main direction too: matches along a line of text leave both fits free to turn the rest of the image anywhere.
+# over the image, and each only when its inliers spread _MIN_SPREAD thumbnail pixels (a robust standard deviation)
+# across their main direction: matches along a line of text leave both fits free to turn the rest of the image
+# anywhere. (The similarity fit's own inliers may lie in a band: for a copy stretched 0.7x, where the stretch
+# stays within RANSAC's tolerance.)
 _MAX_STRETCH, _MAX_PERSPECTIVE, _MIN_SPREAD = 2.0, 1.5, 2.0
 # Correlation phases are kept in this many steps of a turn (one byte each): see `_phases`.
 _PHASE_LEVELS = 256
@@ -468,8 +471,10 @@ def _alignments(
         return _stretch(a_to_b[:2, :2] / (a_to_b[2] @ [width / 2, height / 2, 1.0])) <= _MAX_STRETCH
 
     affine, mask = cv2.estimateAffine2D(thumbnail_a, thumbnail_b, method=cv2.RANSAC, ransacReprojThreshold=tolerance)
-    if affine is not None and plausible(affine := np.vstack([affine, [0.0, 0.0, 1.0]]), mask):
-        yield affine, fit.matched_b[mask.ravel().astype(bool)]
+    if affine is not None:
+        affine = np.vstack([affine, [0.0, 0.0, 1.0]])
+        if plausible(affine, mask):
+            yield affine, fit.matched_b[mask.ravel().astype(bool)]
     if len(thumbnail_a) >= 4:
         homography, mask = cv2.findHomography(thumbnail_a, thumbnail_b, cv2.RANSAC, tolerance)
         if homography is not None and plausible(homography, mask):
@@ -477,17 +482,21 @@ def _alignments(
 
 
 def _narrowest_spread(points: np.ndarray) -> float:
-    """Standard deviation of `points` (N x 2) across their main direction: the covariance's smaller eigenvalue,
-    written out (numpy's linear algebra calls into OpenBLAS, slow beside busy threads)."""
-    xx, yy = points.var(axis=0)
-    xy = float(np.mean((points[:, 0] - points[:, 0].mean()) * (points[:, 1] - points[:, 1].mean())))
-    smaller = (xx + yy) / 2 - math.hypot((xx - yy) / 2, xy)
-    return math.sqrt(max(smaller, 0.0))
+    """How widely `points` (N x 2) spread across their main direction, robustly: the median absolute deviation of
+    their offsets from the main line, scaled to a standard deviation. A line of matches along a caption plus one
+    stray match far off it spreads by nothing, where a standard deviation would call it spread."""
+    centred = points - points.mean(axis=0)
+    xx, yy = (centred**2).mean(axis=0)
+    xy = float((centred[:, 0] * centred[:, 1]).mean())
+    angle = 0.5 * math.atan2(2 * xy, xx - yy)  # the covariance's main axis, written out as for `_stretch`
+    offsets = centred @ np.array([-math.sin(angle), math.cos(angle)])
+    return 1.4826 * float(np.median(np.abs(offsets - np.median(offsets))))
 
 
 def _stretch(linear: np.ndarray) -> float:
     """How many times more the 2 x 2 map `linear` stretches one direction than another: the ratio of its singular
-    values, from their squares' sum (the squared norm) and product (the squared determinant)."""
+    values, from their squares' sum (the squared norm) and product (the squared determinant), written out (numpy's
+    linear algebra calls into OpenBLAS, slow beside busy threads)."""
     total, determinant = float((linear**2).sum()), _area_scale(linear)
     spread = math.sqrt(max(total**2 - 4 * determinant**2, 0.0))
     return math.sqrt((total + spread) / max(total - spread, 1e-12))
@@ -517,14 +526,14 @@ def _detail_agreement(
         fixed, moving, to_fixed = a.thumbnail, b.thumbnail, cv2.invert(a_to_b)[1]
         if len(hull_points):
             hull_points = cv2.perspectiveTransform(hull_points, to_fixed)
-    shrink = max(area_scale, 1.0 / area_scale)
-    if shrink > 1.5:
-        moving = cv2.GaussianBlur(moving, (0, 0), 0.5 * math.sqrt(shrink))
+    shrink = math.sqrt(max(area_scale, 1.0 / area_scale))
+    if shrink**2 > 1.5:  # against aliasing, when the area shrinks by half as much again: a Gaussian of half the shrink
+        moving = cv2.GaussianBlur(moving, (0, 0), 0.5 * shrink)
     size = (fixed.shape[1], fixed.shape[0])
     warped = cv2.warpPerspective(moving, to_fixed, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpPerspective(np.ones_like(moving), to_fixed, size, flags=cv2.INTER_NEAREST)
-    # The high pass reaches 3 sigma across the warped image's edge.
-    inside = cv2.erode(inside, np.ones((7, 7), np.uint8))
+    # The replicated border leaves a seam along the warped image's edge, which the high pass spreads inwards.
+    inside = cv2.erode(inside, _SEAM_WINDOW)
     hull = np.zeros(fixed.shape, np.uint8)
     if len(hull_points) >= 3:
         cv2.fillConvexPoly(hull, cv2.convexHull(np.round(hull_points).astype(np.int32)), 1)
