@@ -398,8 +398,8 @@ def _unmirrored(points: np.ndarray, width: int) -> np.ndarray:
 
 
 def _area_scale(matrix: np.ndarray) -> float:
-    """How much the affine `matrix` (2 x 3, or its 2 x 2 linear part) scales areas: the determinant, written out (a call
-    into LAPACK costs more than the arithmetic)."""
+    """How much the affine `matrix` (2 x 3, or its 2 x 2 linear part) scales areas: the determinant, written out
+    (a call into LAPACK costs more than the arithmetic)."""
     return abs(float(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0]))
 
 
@@ -527,7 +527,7 @@ def _detail_agreement(
         if len(hull_points):
             hull_points = cv2.perspectiveTransform(hull_points, to_fixed)
     shrink = math.sqrt(max(area_scale, 1.0 / area_scale))
-    if shrink**2 > 1.5:  # against aliasing, when the area shrinks by half as much again: a Gaussian of half the shrink
+    if shrink**2 > 1.5:  # shrinking the area to under two thirds aliases: blur by half the shrink factor first
         moving = cv2.GaussianBlur(moving, (0, 0), 0.5 * shrink)
     size = (fixed.shape[1], fixed.shape[0])
     warped = cv2.warpPerspective(moving, to_fixed, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
