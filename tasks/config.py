@@ -127,7 +127,8 @@ class VerificationConfig(_Section):
     refine_min_peak: float = Field(
         0.05, ge=0.0, le=1.0, description="A pair rejected by both stages whose correlation surface peaked at least "
         "this high (share of the surface's sum) is matched again on finer features: the thumbnails share structure "
-        "that their correlation could not confirm."
+        "that their correlation could not confirm. Before that, such a placement is accepted if its median cell "
+        "correlates at `min_correlation` (a watermark stamped on a copy weakens only the cells it covers)."
     )
     refine_max_side: int = Field(
         400, ge=64, le=4096, description="Longest side of the working image in the finer second pass."
@@ -141,7 +142,7 @@ class VerificationConfig(_Section):
     )
     min_correlation: float = Field(
         0.7, gt=0.0, le=1.0, description="Normalised cross-correlation of the aligned, high-passed overlap that "
-        "accepts a correlation match."
+        "accepts a correlation match (or of its median cell, see `refine_min_peak`)."
     )
     correlation_min_half: float = Field(
         0.5, ge=-1.0, le=1.0, description="Correlation that each half of the aligned overlap (cut across its longer "

@@ -18,7 +18,9 @@ are the keypoints' job.
 
 Either stage's match is then confirmed on what its evidence did not use (`_detail_agreement`): aligned as found,
 the thumbnails' fine detail must correlate away from the keypoint inliers, cell by cell, over most of the shared
-region. A caption or logo printed at the same place on different images gives a perfect fit of its own.
+region. A caption or logo printed at the same place on different images gives a perfect fit of its own. The same
+cells accept a strongly peaked placement whose whole overlap correlates too weakly because of strong detail in
+one image alone, such as a watermark stamped on a copy.
 
 Features, including the spectra the correlation needs, are computed once per image at a reduced working size
 (`extract_features`) and reused for every pair that image takes part in (`verify_pairs`). They hold only numpy
@@ -64,7 +66,7 @@ from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-12"
+METHOD_VERSION = "orb-ransac+correlation-13"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -515,9 +517,9 @@ def _detail_agreement(
     """How well the thumbnails' fine detail agrees, aligned by `a_to_b` (thumbnail to thumbnail), over the shared
     region outside the hull of the inliers (b's working frame): the median, over the cells of a `grid` x `grid`
     grid holding enough of that region, of the cells' normalised cross-correlations. 1 when the hull covers all
-    but `_COVERED_SHARE` of the shared region or nothing outside it has detail (fill); -1 when the map leaves
-    almost nothing shared. The image showing the shared ground larger is warped onto the other, blurred first if
-    shrunk much."""
+    but `_COVERED_SHARE` of the shared region; -1 when the map leaves almost nothing shared, or when fewer than
+    half of those cells have detail in both images. The image showing the shared ground larger is warped onto the
+    other, blurred first if shrunk much."""
     hull_points = (inlier_points_b * (b.thumbnail.shape[1] / b.width)).reshape(-1, 1, 2).astype(np.float32)
     area_scale = _area_scale(a_to_b) / a_to_b[2, 2] ** 2
     if area_scale < 1.0:
@@ -553,8 +555,10 @@ def _detail_agreement(
         covariance = sum_12 - sum_1 * sum_2 / count
         energy = (sum_11 - sum_1**2 / count) * (sum_22 - sum_2**2 / count)
         correlations = covariance / np.sqrt(energy)
-    usable = (count >= _MIN_CELL_PIXELS) & (energy > 0)
-    return float(np.median(correlations[usable])) if usable.any() else 1.0
+    held = count >= _MIN_CELL_PIXELS
+    usable = held & (energy > 0)
+    # Cells without detail in one image or the other (fill, a black image) say nothing: half must have some.
+    return float(np.median(correlations[usable])) if 2 * np.count_nonzero(usable) >= np.count_nonzero(held) else -1.0
 
 
 def _confirmed(fit: _Fit, a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) -> bool:
@@ -819,28 +823,37 @@ def _correlate(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig)
     for level, zoom in enumerate(zooms, start=1):
         hypotheses.append((zoom, True, views_a[0], a.phases[0], views_b[level], b.phases[level]))
         hypotheses.append((1.0 / zoom, False, views_b[0], b.phases[0], views_a[level], a.phases[level]))
-    best_correlation, best_zoom, best_coverage, highest_peak = -1.0, 1.0, 0.0, 0.0
-    best_map = np.eye(3)
+    best_correlation, best_zoom, best_coverage, best_map, highest_peak = -1.0, 1.0, 0.0, np.eye(3), 0.0
+    strongest: tuple[float, float, float, np.ndarray] | None = None  # peak, zoom, coverage, map of a placement
     for zoom, fixed_is_a, fixed, fixed_phases, moving, moving_phases in hypotheses:
         correlation, area, peak, shift = _align(
             fixed, fixed_phases, moving, moving_phases, detail, min_area, settings.correlation_min_half
         )
         highest_peak = max(highest_peak, peak)
+        coverage, placement = area / min(fixed.size, moving.size), _placement_map(shift, moving, fixed_is_a, a, b)
         if correlation > best_correlation:
-            best_correlation, best_zoom = correlation, zoom
-            best_coverage = area / min(fixed.size, moving.size)
-            best_map = _placement_map(shift, moving, fixed_is_a, a, b)
+            best_correlation, best_zoom, best_coverage, best_map = correlation, zoom, coverage, placement
+        if area and (strongest is None or peak > strongest[0]):
+            strongest = (peak, zoom, coverage, placement)
     if best_correlation < settings.min_correlation:
         correlation, area, shift = _search_placements(views_a[0], views_b[0], detail, settings)
         if correlation > best_correlation:
             best_correlation, best_zoom = correlation, 1.0
             best_coverage = area / min(a.thumbnail.size, b.thumbnail.size)
             best_map = _placement_map(shift, views_b[0], True, a, b)
-    if best_correlation < settings.min_correlation:
-        return NO_MATCH, highest_peak
-    # Correlated through and through, not on one caption or logo that both carry at the same place.
     no_inliers = np.empty((0, 2), np.float32)
-    if _detail_agreement(best_map, no_inliers, a, b, _PLACEMENT_GRID) < settings.min_detail_agreement:
+    if best_correlation < settings.min_correlation:
+        # Strong detail that one image alone has (a watermark stamped on a copy of a smooth scene) can pull the
+        # whole overlap's correlation down. A placement with a peak worth a second look (`refine_min_peak`) is
+        # accepted if its overlap correlates at `min_correlation` in the median cell instead.
+        if strongest is None or strongest[0] < settings.refine_min_peak:
+            return NO_MATCH, highest_peak
+        agreement = _detail_agreement(strongest[3], no_inliers, a, b, _PLACEMENT_GRID)
+        if agreement < settings.min_correlation:
+            return NO_MATCH, highest_peak
+        best_correlation, best_zoom, best_coverage = agreement, strongest[1], strongest[2]
+    # Correlated through and through, not on one caption or logo that both carry at the same place.
+    elif _detail_agreement(best_map, no_inliers, a, b, _PLACEMENT_GRID) < settings.min_detail_agreement:
         return NO_MATCH, highest_peak
     relation: Relation = "duplicate" if best_coverage >= settings.duplicate_min_coverage else "overlap"
     parts = [] if best_zoom == 1.0 else [_zoom_label(best_zoom)]

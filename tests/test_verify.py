@@ -368,6 +368,36 @@ def test_an_overlay_shared_by_different_scenes_does_not_make_them_copies(kind: s
     assert verify_pair(features_of(tmp_path, "original", with_overlay(scenes[3], kind)), copy).relation == "duplicate"
 
 
+def test_a_watermark_stamped_on_a_copy_of_a_smooth_scene_does_not_hide_it(tmp_path: Path) -> None:
+    """On smooth grass the watermark's text holds every strong corner and most of the fine detail of the copy, so
+    no keypoints match and the whole overlap correlates weakly; away from the text it correlates as a copy does,
+    and the median cell accepts it."""
+    original = cv2.imread(str(rsscn7_tile("aGrass/a127.jpg")))
+    first, copy = features_of(tmp_path, "original", original), features_of(
+        tmp_path, "copy", with_overlay(original, "watermark"))
+
+    assert verify._match_keypoints(first, copy, VerificationConfig()).relation == "none"
+    whole_overlap_only = VerificationConfig(refine_min_peak=1.0)
+    assert correlate_pair(first, copy, whole_overlap_only).relation == "none"
+    result = correlate_pair(first, copy)
+    assert (result.relation, result.transform) == ("duplicate", "same")
+    assert result.score >= VerificationConfig().min_correlation
+
+
+def test_an_agreement_resting_on_a_few_cells_of_detail_is_none(tmp_path: Path) -> None:
+    """Two black images (a night scene, a tile darkened to nothing) with detail in one small patch, the same in
+    both: fill has no detail, so one cell of 36 would decide their agreement; fewer than half of the cells with
+    detail in both say nothing (-1)."""
+    patch = textured_scene(seed=7)[:50, :50]
+    images = [np.zeros((SIZE, SIZE, 3), np.uint8) for _ in range(2)]
+    for image in images:
+        image[170:220, 170:220] = patch
+    first, second = (features_of(tmp_path, f"black{index}", image) for index, image in enumerate(images))
+
+    no_inliers = np.empty((0, 2), np.float32)
+    assert verify._detail_agreement(np.eye(3), no_inliers, first, second, verify._PLACEMENT_GRID) == -1.0
+
+
 def stretched(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (image.shape[1] * 7 // 10, image.shape[0]), interpolation=cv2.INTER_AREA)
 
