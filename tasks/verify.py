@@ -793,8 +793,10 @@ def correlate_pair(a: ImageFeatures, b: ImageFeatures, settings: VerificationCon
     `min_correlation` or more over at least `correlation_min_overlap` of the thumbnail's area, and each half of
     the overlap at `correlation_min_half` or more. If phase correlation proposes no such alignment, every shift at
     the same scale is searched (`_search_placements`: a thin strip), and the best accepted at
-    `search_min_correlation` if distinct. `score` is that correlation and `inliers` 0. Both images' features must
-    have been extracted with the same `correlation_zooms`."""
+    `search_min_correlation` if distinct; failing that, the placement of the highest peak, if it reaches
+    `refine_min_peak`, when its median cell correlates at `min_correlation` (`_detail_agreement`). An accepted
+    placement must also agree at `min_detail_agreement` cell by cell. `score` is the deciding correlation and
+    `inliers` 0. Both images' features must have been extracted with the same `correlation_zooms`."""
     return _correlate(a, b, settings)[0]
 
 
