@@ -12,8 +12,9 @@ hold on edits they were not tuned for: other flips and turns, heavier crops (alo
 a mirror), small rotations, colour, exposure, noise, padding and resizing; and a second set, written a stop
 later, of distortions (stretch, shear, perspective, a 45-degree turn), overlays, filters, a quarter crop and
 half a tile; and a third of overlays that every copy carries at the same place (an info band, a watermark), so
-that copies of different originals share them exactly and any match between them shows in the precision. Not
-part of the unit tests.
+that copies of different originals share them exactly and any match between them shows in the precision; and a
+fourth of occlusions (a sticker, an erased ninth), uneven light, frames, a tiny copy and combinations. Not part of
+the unit tests.
 """
 
 from __future__ import annotations
@@ -105,6 +106,61 @@ def _watermarked(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return image
 
 
+def _stickered(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """An opaque yellow disc a quarter of the image across, at a random place (a sticker or emoji)."""
+    image = image.copy()
+    left, top = int(rng.integers(0, image.width // 2)), int(rng.integers(0, image.height // 2))
+    ImageDraw.Draw(image).ellipse((left, top, left + image.width // 2, top + image.height // 2), fill=(250, 200, 30))
+    return image
+
+
+def _erased(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A black rectangle over a ninth of the image, at a random place."""
+    pixels = np.asarray(image).copy()
+    height, width = pixels.shape[:2]
+    top, left = int(rng.integers(0, height * 2 // 3)), int(rng.integers(0, width * 2 // 3))
+    pixels[top : top + height // 3, left : left + width // 3] = 0
+    return Image.fromarray(pixels)
+
+
+def _shaded(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Brightness falling from 1.3 at the right edge to 0.5 at the left, as under uneven light."""
+    pixels = np.asarray(image, np.float32) * np.linspace(0.5, 1.3, image.width)[None, :, None]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _vignetted(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Darkening towards the corners, as through a lens."""
+    height, width = image.height, image.width
+    rows, columns = np.mgrid[:height, :width]
+    radius = np.hypot((rows - height / 2) / height, (columns - width / 2) / width)
+    pixels = np.asarray(image, np.float32) * (1 - 1.2 * radius[..., None] ** 2)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _framed(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A white frame 30 pixels wide."""
+    canvas = Image.new("RGB", (image.width + 60, image.height + 60), (255, 255, 255))
+    canvas.paste(image, (30, 30))
+    return canvas
+
+
+def _in_a_corner(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The image at half size in the top-left quarter of a black canvas of its own size."""
+    canvas = Image.new("RGB", image.size)
+    canvas.paste(image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS), (0, 0))
+    return canvas
+
+
+def _blurred_and_noisy(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    return _with_noise(image.filter(ImageFilter.GaussianBlur(1.5)), rng)
+
+
+def _sepia(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    grey = np.asarray(image.convert("L"), np.float32)[..., None]
+    return Image.fromarray(np.clip(grey * [1.07, 0.74, 0.43], 0, 255).astype(np.uint8))
+
+
 # name -> (edit, JPEG quality of the saved copy)
 TRANSFORMS: dict[str, tuple[Edit, int]] = {
     "vflip": (lambda image, rng: image.transpose(Image.Transpose.FLIP_TOP_BOTTOM), 90),
@@ -154,6 +210,18 @@ TRANSFORMS: dict[str, tuple[Edit, int]] = {
     # A third set: overlays shared by copies of different originals.
     "info-band": (_info_band, 90),
     "watermark": (_watermarked, 90),
+    # A fourth set: occlusions, uneven light, frames and combinations.
+    "sticker": (_stickered, 90),
+    "erase-ninth": (_erased, 90),
+    "light-gradient": (_shaded, 90),
+    "vignette": (_vignetted, 90),
+    "white-frame": (_framed, 90),
+    "half-size-in-corner": (_in_a_corner, 90),
+    "blur1.5+noise12": (_blurred_and_noisy, 90),
+    "sepia": (_sepia, 90),
+    "tiny56": (lambda image, rng: image.resize((56, 56), Image.Resampling.LANCZOS), 90),
+    "rotate33": (lambda image, rng: image.rotate(33, resample=Image.Resampling.BICUBIC), 90),
+    "crop70%+rotate90+jpeg30": (lambda image, rng: _crop(image, 0.7, rng).transpose(Image.Transpose.ROTATE_90), 30),
 }
 
 
