@@ -115,10 +115,10 @@ class VerificationConfig(_Section):
         0.1, ge=0.0, le=1.0, description="Share of the smaller image inside the shared region to call an overlap."
     )
     min_detail_agreement: float = Field(
-        0.25, ge=-1.0, le=1.0, description="A keypoint fit is accepted only if the images' fine detail, aligned by "
-        "it (or by an affine fit or homography of its matches), correlates at least this well outside the inliers "
-        "(median over a grid of cells): a caption or logo shared by different images fits like a copy, but only "
-        "on itself. -1 turns the check off."
+        0.25, ge=-1.0, le=1.0, description="A match is accepted only if the images' fine detail, aligned by it (for "
+        "a keypoint fit also by an affine fit or homography of its matches), correlates at least this well away "
+        "from the inliers (median over a grid of cells): a caption or logo shared by different images fits like a "
+        "copy, but only on itself. -1 turns the check off."
     )
     refine_min_inliers: int = Field(
         4, ge=0, le=1000, description="A pair rejected at the working size with at least this many inliers is "

@@ -228,6 +228,19 @@ def _detail(gray: np.ndarray) -> np.ndarray:
     return detail
 
 
+def _detail_of_each() -> Callable[[np.ndarray], np.ndarray]:
+    """`_detail`, taken once per image for as long as the returned function is kept: the views and thumbnails of one
+    pair, which its checks read several times. (Keyed by identity: only for arrays that outlive it.)"""
+    details: dict[int, np.ndarray] = {}
+
+    def detail(gray: np.ndarray) -> np.ndarray:
+        if id(gray) not in details:
+            details[id(gray)] = _detail(gray)
+        return details[id(gray)]
+
+    return detail
+
+
 def _thumbnail(gray: np.ndarray) -> np.ndarray:
     """`gray` with its longest side at `_THUMBNAIL_SIDE`; 0 x 0 if it is too small to correlate."""
     if min(gray.shape) < _MIN_DETAIL_SIDE:
@@ -512,14 +525,16 @@ def _cell_sums(values: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.
 
 
 def _detail_agreement(
-    a_to_b: np.ndarray, inlier_points_b: np.ndarray, a: ImageFeatures, b: ImageFeatures, grid: int
+    a_to_b: np.ndarray, inlier_points_b: np.ndarray, a: ImageFeatures, b: ImageFeatures, grid: int,
+    detail: Callable[[np.ndarray], np.ndarray] = _detail,
 ) -> float:
     """How well the thumbnails' fine detail agrees, aligned by `a_to_b` (thumbnail to thumbnail), over the shared
     region outside the hull of the inliers (b's working frame): the median, over the cells of a `grid` x `grid`
     grid holding enough of that region, of the cells' normalised cross-correlations. 1 when the hull covers all
     but `_COVERED_SHARE` of the shared region; -1 when the map leaves almost nothing shared, or when fewer than
     half of those cells have detail in both images. The image showing the shared ground larger is warped onto the
-    other, blurred first if shrunk much."""
+    other, blurred first if shrunk much. `detail` takes the unwarped thumbnail's (`_detail_of_each` shares it
+    between the checks of one pair)."""
     hull_points = (inlier_points_b * (b.thumbnail.shape[1] / b.width)).reshape(-1, 1, 2).astype(np.float32)
     area_scale = _area_scale(a_to_b) / a_to_b[2, 2] ** 2
     if area_scale < 1.0:
@@ -546,7 +561,7 @@ def _detail_agreement(
         return -1.0
     if np.count_nonzero(region) < _COVERED_SHARE * len(ys):
         return 1.0
-    first, second = _detail(fixed) * region, _detail(warped) * region
+    first, second = detail(fixed) * region, _detail(warped) * region
     values = np.stack([region, first, second, first * first, second * second, first * second], axis=-1)
     rows = np.linspace(ys.min(), ys.max() + 1, grid + 1).astype(int)
     columns = np.linspace(xs.min(), xs.max() + 1, grid + 1).astype(int)
@@ -566,7 +581,8 @@ def _confirmed(fit: _Fit, a: ImageFeatures, b: ImageFeatures, settings: Verifica
     (`_detail_agreement`). Images too small to correlate cannot be checked and stand on their keypoints."""
     if not a.thumbnail.size or not b.thumbnail.size:
         return True
-    return any(_detail_agreement(a_to_b, inliers, a, b, _KEYPOINT_GRID) >= settings.min_detail_agreement
+    detail = _detail_of_each()
+    return any(_detail_agreement(a_to_b, inliers, a, b, _KEYPOINT_GRID, detail) >= settings.min_detail_agreement
                for a_to_b, inliers in _alignments(fit, a, b, settings))
 
 
@@ -811,13 +827,8 @@ def _correlate(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig)
         return NO_MATCH, 0.0
     min_area = settings.correlation_min_overlap * _THUMBNAIL_SIDE**2
     views_a, views_b = _views(a.thumbnail, zooms), _views(b.thumbnail, zooms)
-    details: dict[int, np.ndarray] = {}
-
-    def detail(view: np.ndarray) -> np.ndarray:
-        """A view's fine detail, taken once per pair and only for a placement worth checking."""
-        if id(view) not in details:
-            details[id(view)] = _detail(view)
-        return details[id(view)]
+    # A view's fine detail is taken only for a placement worth checking, and once per pair.
+    detail = _detail_of_each()
 
     # (zoom of b relative to a, whether a's view is the one kept whole, that view and its phases, the view placed
     # over it and its phases)
@@ -850,12 +861,12 @@ def _correlate(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig)
         # accepted if its overlap correlates at `min_correlation` in the median cell instead.
         if strongest is None or strongest[0] < settings.refine_min_peak:
             return NO_MATCH, highest_peak
-        agreement = _detail_agreement(strongest[3], no_inliers, a, b, _PLACEMENT_GRID)
+        agreement = _detail_agreement(strongest[3], no_inliers, a, b, _PLACEMENT_GRID, detail)
         if agreement < settings.min_correlation:
             return NO_MATCH, highest_peak
         best_correlation, best_zoom, best_coverage = agreement, strongest[1], strongest[2]
     # Correlated through and through, not on one caption or logo that both carry at the same place.
-    elif _detail_agreement(best_map, no_inliers, a, b, _PLACEMENT_GRID) < settings.min_detail_agreement:
+    elif _detail_agreement(best_map, no_inliers, a, b, _PLACEMENT_GRID, detail) < settings.min_detail_agreement:
         return NO_MATCH, highest_peak
     relation: Relation = "duplicate" if best_coverage >= settings.duplicate_min_coverage else "overlap"
     parts = [] if best_zoom == 1.0 else [_zoom_label(best_zoom)]
