@@ -224,9 +224,11 @@ TRANSFORMS: dict[str, tuple[Edit, int]] = {
     "crop70%+rotate90+jpeg30": (lambda image, rng: _crop(image, 0.7, rng).transpose(Image.Transpose.ROTATE_90), 30),
 }
 
+COPY_SEED = 7
+
 
 def build(truth_files: pd.DataFrame, truth_pairs: pd.DataFrame, base: Path, root: Path, copies: int,
-          seed: int = 7) -> pd.DataFrame:
+          seed: int = COPY_SEED) -> pd.DataFrame:
     """Link `base`'s files into `root` and add `copies` copies per transform to `root/unlabeled`; return the new
     pairs (a: original, b: copy, transform: heldout:<name>), with paths under `base` for the originals."""
     shutil.rmtree(root, ignore_errors=True)
@@ -257,11 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="work folder, outside the repository")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where robustness.md/.json go")
     parser.add_argument("--copies", type=int, default=12, help="copies per transform")
+    parser.add_argument("--seed", type=int, default=COPY_SEED, help="seed of the copies: which originals, which edits")
     args = parser.parse_args(argv)
     work = args.work.resolve()
     truth = load_truth(build_dataset(args.rsscn7.resolve(), work, BenchConfig()))
     dataset = work / "robustness" / "dataset"
-    added = build(truth.files, truth.pairs, truth.dataset, dataset, args.copies)
+    added = build(truth.files, truth.pairs, truth.dataset, dataset, args.copies, args.seed)
     print(f"dataset: {len(truth.files)} files linked, {len(added)} copies added in {dataset}", flush=True)
 
     manifest, curate = run_curate(dataset, work / "robustness" / "curate-out")

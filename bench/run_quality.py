@@ -227,11 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where quality.md/.json go")
     parser.add_argument("--false-match-pairs", type=int, default=3000,
                         help="random same-class tile pairs run through the verifier (0: skip)")
+    parser.add_argument("--seed", type=int, default=BenchConfig.seed,
+                        help="seed of the dataset: which tiles are copied, degraded or corrupted, and how")
     args = parser.parse_args(argv)
     work = args.work.resolve()
 
     start = time.perf_counter()
-    truth = load_truth(build_dataset(args.rsscn7.resolve(), work, BenchConfig()))
+    truth = load_truth(build_dataset(args.rsscn7.resolve(), work, BenchConfig(seed=args.seed)))
     build_seconds = time.perf_counter() - start
     dataset = truth.dataset
     print(f"dataset: {len(truth.files)} files in {dataset} ({build_seconds:.1f} s)", flush=True)
