@@ -66,7 +66,7 @@ from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-13"
+METHOD_VERSION = "orb-ransac+correlation-14"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -221,11 +221,20 @@ def _detail(gray: np.ndarray) -> np.ndarray:
     different scenes with the same fill (two copies turned by the same angle) would correlate on it alone."""
     image = gray.astype(np.float32)
     detail = image - cv2.GaussianBlur(image, (0, 0), _HIGH_PASS_SIGMA)
-    flat = cv2.dilate(gray, _FILL_WINDOW) - cv2.erode(gray, _FILL_WINDOW) <= _FILL_FLATNESS
-    fill = flat & ((gray <= _FILL_DARKEST) | (gray >= _FILL_LIGHTEST))
+    fill = _flat(gray) & ((gray <= _FILL_DARKEST) | (gray >= _FILL_LIGHTEST))
     if fill.any():
-        detail[cv2.dilate(fill.view(np.uint8), _FILL_MARGIN_WINDOW).view(bool)] = 0.0
+        detail[_near(fill)] = 0.0
     return detail
+
+
+def _flat(gray: np.ndarray) -> np.ndarray:
+    """Pixels whose grey levels vary by at most `_FILL_FLATNESS` within `_FILL_WINDOW_RADIUS` pixels."""
+    return cv2.dilate(gray, _FILL_WINDOW) - cv2.erode(gray, _FILL_WINDOW) <= _FILL_FLATNESS
+
+
+def _near(pixels: np.ndarray) -> np.ndarray:
+    """`pixels` (boolean) and every pixel within `_FILL_MARGIN` of them: as far as their border's detail reaches."""
+    return cv2.dilate(pixels.view(np.uint8), _FILL_MARGIN_WINDOW).view(bool)
 
 
 def _detail_of_each() -> Callable[[np.ndarray], np.ndarray]:
@@ -529,12 +538,12 @@ def _detail_agreement(
     detail: Callable[[np.ndarray], np.ndarray] = _detail,
 ) -> float:
     """How well the thumbnails' fine detail agrees, aligned by `a_to_b` (thumbnail to thumbnail), over the shared
-    region outside the hull of the inliers (b's working frame): the median, over the cells of a `grid` x `grid`
-    grid holding enough of that region, of the cells' normalised cross-correlations. 1 when the hull covers all
-    but `_COVERED_SHARE` of the shared region; -1 when the map leaves almost nothing shared, or when fewer than
-    half of those cells have detail in both images. The image showing the shared ground larger is warped onto the
-    other, blurred first if shrunk much. `detail` takes the unwarped thumbnail's (`_detail_of_each` shares it
-    between the checks of one pair)."""
+    region outside the hull of the inliers (b's working frame) and away from any area where both show one flat
+    level: the median, over the cells of a `grid` x `grid` grid holding enough of that region, of the cells'
+    normalised cross-correlations. 1 when the hull covers all but `_COVERED_SHARE` of the shared region; -1 when
+    the map leaves almost nothing shared, or when fewer than half of those cells have detail in both images. The
+    image showing the shared ground larger is warped onto the other, blurred first if shrunk much. `detail` takes
+    the unwarped thumbnail's (`_detail_of_each` shares it between the checks of one pair)."""
     hull_points = (inlier_points_b * (b.thumbnail.shape[1] / b.width)).reshape(-1, 1, 2).astype(np.float32)
     area_scale = _area_scale(a_to_b) / a_to_b[2, 2] ** 2
     if area_scale < 1.0:
@@ -561,6 +570,13 @@ def _detail_agreement(
         return -1.0
     if np.count_nonzero(region) < _COVERED_SHARE * len(ys):
         return 1.0
+    # An overlay placed over both (a sticker, a logo, a redaction box) shows one flat level in both, and its rim is
+    # the strongest detail around: judge the region away from it, unless that leaves too little (a scene mostly
+    # flat, such as still water, is flat and the same in both images of a copy too).
+    same = cv2.dilate(cv2.absdiff(fixed, warped), _FILL_WINDOW) <= _FILL_FLATNESS
+    away = region & ~_near(_flat(fixed) & same)
+    if np.count_nonzero(away) >= _COVERED_SHARE * len(ys):
+        region = away
     first, second = detail(fixed) * region, _detail(warped) * region
     values = np.stack([region, first, second, first * first, second * second, first * second], axis=-1)
     rows = np.linspace(ys.min(), ys.max() + 1, grid + 1).astype(int)

@@ -384,6 +384,25 @@ def test_a_watermark_stamped_on_a_copy_of_a_smooth_scene_does_not_hide_it(tmp_pa
     assert result.score >= VerificationConfig().min_correlation
 
 
+def test_stickers_placed_over_each_other_do_not_make_different_scenes_overlap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two real field tiles, each with a yellow disc half its side across at another place (a sticker, a logo):
+    placed disc on disc, the rim is most of their fine detail and passes through most cells, so they correlated as
+    an overlap. Away from where both show the disc's one flat level, their detail does not agree."""
+    def stickered(name: str, left: int, top: int) -> np.ndarray:
+        image = Image.open(rsscn7_tile(name)).convert("RGB")
+        ImageDraw.Draw(image).ellipse((left, top, left + SIZE // 2, top + SIZE // 2), fill=(250, 200, 30))
+        return np.asarray(image)[:, :, ::-1].copy()
+
+    first = features_of(tmp_path, "first", stickered("bField/b188.jpg", 20, 76))
+    second = features_of(tmp_path, "second", stickered("bField/b158.jpg", 156, 73))
+    assert verify_pair(first, second).relation == "none"
+
+    monkeypatch.setattr(verify, "_flat", lambda gray: np.zeros(gray.shape, bool))  # the flat areas overlooked
+    assert correlate_pair(first, second).relation == "overlap"
+
+
 def test_an_agreement_resting_on_a_few_cells_of_detail_is_none(tmp_path: Path) -> None:
     """Two black images (a night scene, a tile darkened to nothing) with detail in one small patch, the same in
     both: fill has no detail, so one cell of 36 would decide their agreement; fewer than half of the cells with
