@@ -693,8 +693,8 @@ def _align(
 ) -> tuple[float, int, float, tuple[int, int]]:
     """Where phase correlation places the view `moving` over the view `fixed` (grey, with the phases of their
     details' spectra from `_phases`): the normalised cross-correlation of their details' overlap
-    (`_overlap_correlation`, details from `detail`) and its area (pixels), among placements overlapping by at least
-    `min_area` (-1 and 0 if none), the height of the correlation surface's peak as a share of its sum, and where
+    (`_overlap_correlation`, details from `detail`) and its area (pixels), of the placement that correlates best
+    (the largest of equals) among those overlapping by at least `min_area` (-1 and 0 if none), the height of the correlation surface's peak as a share of its sum, and where
     `moving`'s top-left corner lies in `fixed` (dy, dx)."""
     # Unit numbers multiply by adding phases: the cross-power spectrum is the unit number at the difference of
     # the two phases, which uint8 arithmetic takes modulo a turn. The inverse transform divides by its size, so
@@ -711,7 +711,8 @@ def _align(
         area = _overlap_area(fixed, moving, dy, dx)
         if area >= max(min_area, 4):
             correlation = _overlap_correlation(detail(fixed), detail(moving), dy, dx, min_half)
-            if correlation > best[0]:
+            # Kept even at -1 (a half failed): the placement itself is what a strong peak asks to check further.
+            if (correlation, area) > best[:2]:
                 best = (correlation, area, peak, (dy, dx))
     return best
 
