@@ -694,8 +694,9 @@ def _align(
     """Where phase correlation places the view `moving` over the view `fixed` (grey, with the phases of their
     details' spectra from `_phases`): the normalised cross-correlation of their details' overlap
     (`_overlap_correlation`, details from `detail`) and its area (pixels), of the placement that correlates best
-    (the largest of equals) among those overlapping by at least `min_area` (-1 and 0 if none), the height of the correlation surface's peak as a share of its sum, and where
-    `moving`'s top-left corner lies in `fixed` (dy, dx)."""
+    (the largest of equals) among those overlapping by at least `min_area` (-1 and 0 if none), the height of the
+    correlation surface's peak as a share of its sum, and where `moving`'s top-left corner lies in `fixed`
+    (dy, dx)."""
     # Unit numbers multiply by adding phases: the cross-power spectrum is the unit number at the difference of
     # the two phases, which uint8 arithmetic takes modulo a turn. The inverse transform divides by its size, so
     # that the surface sums to 1.
