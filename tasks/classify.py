@@ -224,8 +224,9 @@ def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
 
     All are robust z-scores against this dataset. Blurry needs both a low contrast-normalised sharpness (a soft
     but well-exposed scene is not blurry) and a low Laplacian variance (a dim or flat but sharp image is not
-    blurry); dark uses log brightness; bright the log distance of the black level from white (washed out);
-    outlier the density ratio."""
+    blurry); dark uses log brightness; bright the log distance from white of the black level (washed out) or of
+    the mean (over-exposed: most of the image near white, though its shadows remain); outlier the density
+    ratio."""
     if "anomaly_strengths" in evidence.computed:
         return evidence.computed["anomaly_strengths"]
     files, quality = evidence.files, evidence.config.quality
@@ -236,7 +237,10 @@ def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
                 _strength(np.log1p(files[Col.BLUR]), 0.1, quality.blurry_z),
             ),
             Issue.DARK.value: _strength(np.log1p(files[Col.BRIGHTNESS]), 0.05, quality.dark_z),
-            Issue.BRIGHT.value: _strength(np.log(256.0 - files[Col.BLACK_LEVEL]), 0.05, quality.bright_z),
+            Issue.BRIGHT.value: np.maximum(
+                _strength(np.log(256.0 - files[Col.BLACK_LEVEL]), 0.05, quality.bright_z),
+                _strength(np.log(256.0 - files[Col.BRIGHTNESS]), 0.05, quality.bright_mean_z),
+            ),
             Issue.OUTLIER.value: _strength(files[Col.DENSITY_RATIO], 0.01, quality.outlier_z),
         }
     )

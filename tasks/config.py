@@ -197,6 +197,9 @@ class QualityConfig(_Section):
     bright_z: float = Field(
         12.0, gt=0.0, description="Bright: log(256 - black_level) this far below the dataset's median (washed out)."
     )
+    bright_mean_z: float = Field(
+        6.0, gt=0.0, description="Bright too: log(256 - brightness) this far below the dataset's median (over-exposed)."
+    )
     outlier_z: float = Field(
         5.0, gt=0.0, description="Outlier: `density_ratio` this far below the dataset's median (out of domain)."
     )

@@ -132,6 +132,21 @@ def test_quality_issues_and_outliers_follow_configuration():
     assert [manifest[f"/d/{n}.jpg"][Col.ACTION] for n in "abcde"] == ["review", "drop", "keep", "keep", "keep"]
 
 
+def test_an_over_exposed_image_is_bright_though_its_shadows_remain():
+    """Brightened threefold, most of a tile is near white but its darkest pixels are not (black level 60): not
+    washed out, yet over-exposed. A naturally bright tile of a dataset whose brightness varies stays clean."""
+    spread = [{Col.BRIGHTNESS: 95.0 + 5 * i, Col.BLACK_LEVEL: 10.0 + 2 * i} for i in range(12)]
+    rows = [{Col.BRIGHTNESS: 235.0, Col.BLACK_LEVEL: 60.0}, {Col.BRIGHTNESS: 190.0, Col.BLACK_LEVEL: 45.0}, *spread]
+    files = make_files([{Col.PATH: f"/d/{i}.jpg", Col.SPLIT: "train", **row} for i, row in enumerate(rows)])
+    manifest = by_path(classify(files, make_similarity([]), NO_MATCHES, CurateConfig()))
+
+    assert list(manifest["/d/0.jpg"][Col.ISSUES]) == [Issue.BRIGHT]
+    assert all(len(row[Col.ISSUES]) == 0 for path, row in manifest.items() if path != "/d/0.jpg")
+    washed_out_only = parse_config(apply_overrides({}, ["quality.bright_mean_z=1000"]))
+    manifest = by_path(classify(files, make_similarity([]), NO_MATCHES, washed_out_only))
+    assert list(manifest["/d/0.jpg"][Col.ISSUES]) == []
+
+
 def test_overlapping_tiles_are_grouped_and_one_is_kept():
     files = make_files([{Col.PATH: f"/d/{split}/{i}.jpg", Col.SPLIT: split, Col.LABEL: "x"}
                         for i, split in enumerate(["train", "train", "val"])])
