@@ -193,6 +193,8 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
     brightness = np.clip(rng.normal(115.0, 16.0, n), 20.0, 235.0)
     sharpness = rng.normal(-0.6, 0.25, n)
     sharpness[blurry] -= rng.uniform(1.5, 2.5, len(blurry))
+    fine_detail = rng.normal(-0.55, 0.1, n)
+    fine_detail[blurry] -= rng.uniform(0.5, 0.7, len(blurry))
     brightness[dark] /= rng.uniform(8.0, 14.0, len(dark))
     contrast[dark] /= 8.0
     brightness[bright] = rng.uniform(240.0, 250.0, len(bright))
@@ -222,7 +224,8 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
         for position, copy in enumerate(copies):
             if relation == DUPLICATE and rng.random() < 0.30:
                 exact_copies += 1
-                for array in (contrast, brightness, sharpness, black_level, blur, width, height, size_bytes, formats):
+                for array in (contrast, brightness, sharpness, fine_detail, black_level, blur, width, height, size_bytes,
+                              formats):
                     array[copy] = array[original]
                 sha256[copy] = sha256[original]
                 signatures[copy] = signatures[original]
@@ -274,6 +277,7 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
     files[Col.CONTRAST] = masked(contrast, "float64")
     files[Col.BLUR] = masked(blur, "float64")
     files[Col.SHARPNESS] = masked(sharpness, "float64")
+    files[Col.FINE_DETAIL] = masked(fine_detail, "float64")
     files[Col.BLACK_LEVEL] = masked(black_level, "float64")
     for column, values in signature_columns.items():
         files[column] = values

@@ -224,7 +224,7 @@ def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
 
     All are robust z-scores against this dataset. Blurry needs both a low contrast-normalised sharpness (a soft
     but well-exposed scene is not blurry) and a low Laplacian variance (a dim or flat but sharp image is not
-    blurry); dark uses log brightness; bright the log distance from white of the black level (washed out) or of
+    blurry), or little fine detail in some direction (a smear); dark uses log brightness; bright the log distance from white of the black level (washed out) or of
     the mean (over-exposed: most of the image near white, though its shadows remain); outlier the density
     ratio."""
     if "anomaly_strengths" in evidence.computed:
@@ -232,9 +232,12 @@ def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
     files, quality = evidence.files, evidence.config.quality
     strengths = evidence.computed["anomaly_strengths"] = pd.DataFrame(
         {
-            Issue.BLURRY.value: np.minimum(
-                _strength(files[Col.SHARPNESS], 0.1, quality.blurry_z),
-                _strength(np.log1p(files[Col.BLUR]), 0.1, quality.blurry_z),
+            Issue.BLURRY.value: np.maximum(
+                np.minimum(
+                    _strength(files[Col.SHARPNESS], 0.1, quality.blurry_z),
+                    _strength(np.log1p(files[Col.BLUR]), 0.1, quality.blurry_z),
+                ),
+                _strength(files[Col.FINE_DETAIL], 0.02, quality.blurry_fine_detail_z),
             ),
             Issue.DARK.value: _strength(np.log1p(files[Col.BRIGHTNESS]), 0.05, quality.dark_z),
             Issue.BRIGHT.value: np.maximum(

@@ -193,6 +193,10 @@ class QualityConfig(_Section):
     blurry_z: float = Field(
         3.0, gt=0.0, description="Blurry: both `sharpness` and log `blur` this far below the dataset's median."
     )
+    blurry_fine_detail_z: float = Field(
+        4.0, gt=0.0, description="Blurry too: `fine_detail` this far below the dataset's median (blurred, or smeared "
+        "in one direction)."
+    )
     dark_z: float = Field(4.0, gt=0.0, description="Dark: log brightness this far below the dataset's median.")
     bright_z: float = Field(
         12.0, gt=0.0, description="Bright: log(256 - black_level) this far below the dataset's median (washed out)."

@@ -160,10 +160,11 @@ def inspect_file(path: Path) -> dict[str, object]:
 # What `inspect_file` learns from a file's bytes alone: cached by sha256, so unchanged files are not decoded again.
 CONTENT_COLUMNS = [
     Col.VALID, Col.ERROR, Col.WIDTH, Col.HEIGHT, Col.FORMAT,
-    Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL, SIGNATURE, PART_SIGNATURES, STRUCTURE,
+    Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.FINE_DETAIL, Col.BLACK_LEVEL, SIGNATURE, PART_SIGNATURES,
+    STRUCTURE,
 ]
 # Changes whenever the numbers for the same bytes could change: a new measure or decoder, or the pixel limit.
-CONTENT_VERSION = f"content 4, Pillow {PIL.__version__}, pixel limit {Image.MAX_IMAGE_PIXELS}"
+CONTENT_VERSION = f"content 5, Pillow {PIL.__version__}, pixel limit {Image.MAX_IMAGE_PIXELS}"
 
 
 def _each_file(function: Callable[[Path], dict[str, object]], paths: Sequence[Path], stage: str) -> list:
@@ -228,7 +229,7 @@ def ingest(
         frame[column] = frame[column].astype("string")
     for column in (Col.BYTES, Col.WIDTH, Col.HEIGHT):
         frame[column] = frame[column].astype("float64").astype("Int64")
-    for column in (Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.BLACK_LEVEL):
+    for column in (Col.BRIGHTNESS, Col.CONTRAST, Col.BLUR, Col.SHARPNESS, Col.FINE_DETAIL, Col.BLACK_LEVEL):
         frame[column] = frame[column].astype("float64")
     for column in (SIGNATURE, PART_SIGNATURES, STRUCTURE):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)

@@ -64,6 +64,7 @@ class Col:
     BRIGHTNESS = "brightness"
     CONTRAST = "contrast"
     SHARPNESS = "sharpness"
+    FINE_DETAIL = "fine_detail"
     BLACK_LEVEL = "black_level"
     NN_PATH = "nn_path"
     NN_SIMILARITY = "nn_similarity"
@@ -95,6 +96,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field(Col.BRIGHTNESS, pa.float64()),
         pa.field(Col.CONTRAST, pa.float64()),
         pa.field(Col.SHARPNESS, pa.float64()),
+        pa.field(Col.FINE_DETAIL, pa.float64()),
         pa.field(Col.BLACK_LEVEL, pa.float64()),
         pa.field(Col.NN_PATH, pa.string()),
         pa.field(Col.NN_SIMILARITY, pa.float64()),

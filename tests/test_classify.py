@@ -11,7 +11,8 @@ from tasks.schema import Col, Issue
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, empty_pairs
 from tasks.verify import COVERAGE, DUPLICATE, INLIERS, MATCH_SCORE, OVERLAP, RELATION, TRANSFORM
 
-CLEAN_STATS = {Col.BLUR: 500.0, Col.BRIGHTNESS: 120.0, Col.CONTRAST: 40.0, Col.SHARPNESS: 0.0, Col.BLACK_LEVEL: 20.0}
+CLEAN_STATS = {Col.BLUR: 500.0, Col.BRIGHTNESS: 120.0, Col.CONTRAST: 40.0, Col.SHARPNESS: 0.0, Col.FINE_DETAIL: -0.5,
+               Col.BLACK_LEVEL: 20.0}
 
 
 def make_files(rows: list[dict]) -> pd.DataFrame:
@@ -192,6 +193,34 @@ def test_smooth_or_dim_scenes_are_not_blurry_but_a_blurred_one_is(tmp_path):
     manifest = by_path(classify(files, make_similarity([]), NO_MATCHES, CurateConfig()))
     flagged = {Path(path).name for path, row in manifest.items() if Issue.BLURRY in row[Col.ISSUES]}
     assert flagged == {"blurred.jpg"}
+
+
+def test_a_smeared_tile_is_blurry_though_its_laplacian_barely_drops(tmp_path):
+    """Motion blur smears detail along one direction only: summed over directions, the Laplacian hardly drops, so
+    only the direction with the least fine detail (`fine_detail`) tells a smeared real tile from 24 sharp ones."""
+    import cv2
+    import numpy as np
+
+    from tasks.ingest import find_files, ingest
+    from tests.conftest import RSSCN7
+
+    tiles = sorted(RSSCN7.glob("*/*.jpg"))[::58]
+    if len(tiles) < 24:
+        pytest.skip(f"RSSCN7 development data not present at {RSSCN7}")
+    for tile in tiles:
+        (tmp_path / tile.name).symlink_to(tile)
+    smear = np.zeros((9, 9), np.float32)
+    smear[4, :] = 1.0 / 9
+    cv2.imwrite(str(tmp_path / "smeared.jpg"), cv2.filter2D(cv2.imread(str(tiles[3])), -1, smear),
+                [cv2.IMWRITE_JPEG_QUALITY, 90])
+    files = ingest(find_files({"train": tmp_path}, (".jpg",)))
+
+    def blurry(config: CurateConfig) -> set[str]:
+        manifest = by_path(classify(files, make_similarity([]), NO_MATCHES, config))
+        return {Path(path).name for path, row in manifest.items() if Issue.BLURRY in row[Col.ISSUES]}
+
+    assert blurry(CurateConfig()) == {"smeared.jpg"}
+    assert blurry(parse_config(apply_overrides({}, ["quality.blurry_fine_detail_z=1000"]))) == set()
 
 
 def test_a_file_the_engine_could_not_read_says_so():

@@ -29,3 +29,14 @@ def test_measures_are_their_definitions(levels: np.ndarray) -> None:
     assert measured[Col.BLUR] == pytest.approx(laplacian, rel=1e-6, abs=1e-6)
     # The 1st percentile as numpy interpolates it, to the last bit.
     assert measured[Col.BLACK_LEVEL] == pytest.approx(np.percentile(pixels, 1), rel=1e-12, abs=1e-12)
+    ratios = []
+    for down, across in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        if pixels.shape[0] > 4 * down and pixels.shape[1] > 4 * abs(across):
+            energy = [np.mean((np.roll(pixels, (-down * step, -across * step), axis=(0, 1)) - pixels)[
+                : pixels.shape[0] - down * step, max(0, -across * step) : pixels.shape[1] - max(0, across * step)] ** 2)
+                for step in (1, 4)]
+            ratios.append(np.log10((energy[0] + 1e-3) / (energy[1] + 1e-3)))
+    if ratios:
+        assert measured[Col.FINE_DETAIL] == pytest.approx(min(ratios), rel=1e-6, abs=1e-6)
+    else:
+        assert np.isnan(measured[Col.FINE_DETAIL])
