@@ -33,7 +33,13 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-RSSCN7 = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsscn7"
+# The development tiles sit beside the repository (../shared/data/rsscn7); a clone made elsewhere (the fresh-clone
+# check's) finds them where this machine keeps them.
+RSSCN7 = next(
+    (path for path in (Path(__file__).resolve().parents[2] / "shared" / "data" / "rsscn7",
+                       Path("/work/shared/data/rsscn7")) if path.is_dir()),
+    Path("/work/shared/data/rsscn7"),
+)
 
 
 def write_texture(path: Path, seed: int, size: int = 96) -> Path:

@@ -18,8 +18,8 @@ from tasks import verify
 from tasks.config import VerificationConfig
 from tasks.schema import Col
 from tasks.verify import ImageFeatures, correlate_pair, extract_features, verify_pair, verify_pairs
+from tests.conftest import RSSCN7
 
-RSSCN7 = Path("/work/shared/data/rsscn7")
 SIZE = 400
 
 
