@@ -224,9 +224,9 @@ def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
 
     All are robust z-scores against this dataset. Blurry needs both a low contrast-normalised sharpness (a soft
     but well-exposed scene is not blurry) and a low Laplacian variance (a dim or flat but sharp image is not
-    blurry), or little fine detail in some direction (a smear); dark uses log brightness; bright the log distance from white of the black level (washed out) or of
-    the mean (over-exposed: most of the image near white, though its shadows remain); outlier the density
-    ratio."""
+    blurry), or little fine detail in some direction (a smear); dark uses log brightness; bright the log distance
+    from white of the black level (washed out) or of the mean (over-exposed: most of the image near white, though
+    its shadows remain); outlier the density ratio."""
     if "anomaly_strengths" in evidence.computed:
         return evidence.computed["anomaly_strengths"]
     files, quality = evidence.files, evidence.config.quality

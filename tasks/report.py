@@ -211,7 +211,8 @@ def _card(row: Row, thumbs: _Thumbnails) -> str:
         ("split", row[Col.SPLIT]), ("label", row[Col.LABEL] if pd.notna(row[Col.LABEL]) else UNLABELED),
         ("nn similarity", _number(row[Col.NN_SIMILARITY])), ("match score", _number(row[Col.MATCH_SCORE])),
         ("transform", row[Col.MATCH_TRANSFORM]), ("sharpness", _number(row[Col.SHARPNESS], 2)),
-        ("fine detail", _number(row[Col.FINE_DETAIL], 2)), ("brightness", _number(row[Col.BRIGHTNESS], 1)), ("black level", _number(row[Col.BLACK_LEVEL], 1)),
+        ("fine detail", _number(row[Col.FINE_DETAIL], 2)), ("brightness", _number(row[Col.BRIGHTNESS], 1)),
+        ("black level", _number(row[Col.BLACK_LEVEL], 1)),
         ("density ratio", _number(row[Col.DENSITY_RATIO])), ("duplicate of", row[Col.DUPLICATE_OF]),
     ]
     facts_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts if _e(v))
