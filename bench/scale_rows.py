@@ -224,8 +224,8 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
         for position, copy in enumerate(copies):
             if relation == DUPLICATE and rng.random() < 0.30:
                 exact_copies += 1
-                for array in (contrast, brightness, sharpness, fine_detail, black_level, blur, width, height, size_bytes,
-                              formats):
+                for array in (contrast, brightness, sharpness, fine_detail, black_level, blur, width, height,
+                              size_bytes, formats):
                     array[copy] = array[original]
                 sha256[copy] = sha256[original]
                 signatures[copy] = signatures[original]
