@@ -102,7 +102,9 @@ def _percentile(levels: np.ndarray, share: float) -> float:
 
 SIGNATURE = "colour_signature"  # internal columns of the ingest frame (not in the manifest)
 PART_SIGNATURES = "part_signatures"
-SIGNATURE_BINS = (8, 4, 4)  # hue, saturation, value
+# Hue, saturation, value. Eight levels of value, not four: grey (panchromatic) images differ in value alone, and with
+# four their signatures barely told one scene from another.
+SIGNATURE_BINS = (8, 4, 8)
 # Part signatures: colour histograms of half-size windows on a 3 x 3 grid at quarter-size steps, so any region
 # of half the image's side lies within an eighth of the side of one window.
 _SIGNATURE_SIDE = 64
@@ -126,7 +128,7 @@ def colour_signatures(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     The signature ignores where colours are, so a rotated, mirrored, cropped or rescaled copy keeps the
     signature of its original: it finds verification candidates that a rotation-sensitive embedding ranks too
     low. A 2x zoom into part of an image, or a small crop of it, has the colours of one part of the original
-    rather than of the whole: the part signatures find those. Levels of 1/255 keep them at 1,152 bytes an image."""
+    rather than of the whole: the part signatures find those. Levels of 1/255 keep them at 2,304 bytes an image."""
     import cv2
 
     small = np.asarray(eight_bit(image).convert("RGB").resize((_SIGNATURE_SIDE,) * 2, Image.Resampling.BOX))
