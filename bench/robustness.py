@@ -107,7 +107,7 @@ def _watermarked(image: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def _stickered(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """An opaque yellow disc a quarter of the image across, at a random place (a sticker or emoji)."""
+    """An opaque yellow disc half the image across (a fifth of its area), at a random place (a sticker)."""
     image = image.copy()
     left, top = int(rng.integers(0, image.width // 2)), int(rng.integers(0, image.height // 2))
     ImageDraw.Draw(image).ellipse((left, top, left + image.width // 2, top + image.height // 2), fill=(250, 200, 30))

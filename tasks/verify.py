@@ -134,7 +134,7 @@ _PAIRS_PER_BATCH = 64
 # across the middle touches half the cells of a 4 x 4 grid (a translucent watermark on smooth fields: 0.38 at
 # most, against 0.48 for the weakest true match) but a third of _PLACEMENT_GRID's (0.06, against 0.33).
 _HULL_MARGIN, _MIN_CELL_PIXELS, _KEYPOINT_GRID, _PLACEMENT_GRID = 6, 16, 4, 6
-_SEAM_WINDOW = np.ones((7, 7), np.uint8)
+_HULL_WINDOW, _SEAM_WINDOW = np.ones((2 * _HULL_MARGIN + 1,) * 2, np.uint8), np.ones((7, 7), np.uint8)
 # Inliers whose widened hull leaves less than this share of the shared region are evidence enough themselves.
 _COVERED_SHARE = 0.1
 # A copy stretched, sheared or seen at an angle misaligns under a similarity fit, so an affine fit and a
@@ -563,7 +563,7 @@ def _detail_agreement(
     hull = np.zeros(fixed.shape, np.uint8)
     if len(hull_points) >= 3:
         cv2.fillConvexPoly(hull, cv2.convexHull(np.round(hull_points).astype(np.int32)), 1)
-    hull = cv2.dilate(hull, np.ones((2 * _HULL_MARGIN + 1,) * 2, np.uint8))
+    hull = cv2.dilate(hull, _HULL_WINDOW)
     region = (inside > 0) & (hull == 0)
     ys, xs = np.nonzero(inside)
     if len(ys) < _MIN_CELL_PIXELS * grid**2 or min(np.ptp(ys), np.ptp(xs)) < grid:

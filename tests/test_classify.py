@@ -10,6 +10,7 @@ from tasks.config import CurateConfig, apply_overrides, parse_config
 from tasks.schema import Col, Issue
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, empty_pairs
 from tasks.verify import COVERAGE, DUPLICATE, INLIERS, MATCH_SCORE, OVERLAP, RELATION, TRANSFORM
+from tests.conftest import RSSCN7
 
 CLEAN_STATS = {Col.BLUR: 500.0, Col.BRIGHTNESS: 120.0, Col.CONTRAST: 40.0, Col.SHARPNESS: 0.0, Col.FINE_DETAIL: -0.5,
                Col.BLACK_LEVEL: 20.0}
@@ -202,7 +203,6 @@ def test_a_smeared_tile_is_blurry_though_its_laplacian_barely_drops(tmp_path):
     import numpy as np
 
     from tasks.ingest import find_files, ingest
-    from tests.conftest import RSSCN7
 
     tiles = sorted(RSSCN7.glob("*/*.jpg"))[::58]
     if len(tiles) < 24:
