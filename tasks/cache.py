@@ -1,5 +1,5 @@
 """Content-keyed caches: an image's statistics and embedding, and a pair's verification, are computed once,
-whatever the files are called; the neighbour search is not repeated over the same vectors.
+whatever the files are called; a neighbour search is repeated only for the images it has not seen.
 
 Keys are sha256 digests of the file bytes, so a renamed or moved file hits the cache and an edited one misses.
 Each engine version has its own folder (vectors from another model are not comparable). Files are replaced
@@ -11,6 +11,7 @@ import json
 import os
 import re
 import uuid
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -142,37 +143,27 @@ def settings_digest(settings: str) -> str:
     return hashlib.sha256(settings.encode()).hexdigest()[:16]
 
 
-def digest_of(parts: Iterable[str]) -> str:
-    """One sha256 over many strings, e.g. the contents' keys of every image a search covers, in order."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-class LastResult:
-    """The last result computed at one place, with the key of its inputs, in one Parquet file: a re-run with
-    the same key reads it back, and any other key computes it again and replaces it (so the file stays one
-    result, however many runs there were)."""
-
-    _KEY = b"curate_input_key"
+class LastSearch:
+    """The last top-k search of one kind, in one file per kind and settings: the content key of each image it
+    covered, in order, and each image's k best items as positions in that order, with their scores. A re-run maps
+    it onto its own images by content (`tasks.similarity.top_k_reusing`) and searches only what changed."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def get(self, key: str) -> pd.DataFrame | None:
-        if not self.path.exists():
+    def get(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(keys, found, scores), or None when there is none or it cannot be read (it is then searched again)."""
+        try:
+            with np.load(self.path) as saved:
+                return saved["keys"].astype(str), saved["found"], saved["scores"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None
-        table = pq.read_table(self.path)
-        return table.to_pandas() if (table.schema.metadata or {}).get(self._KEY) == key.encode() else None
 
-    def put(self, key: str, frame: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), self._KEY: key.encode()})
+    def put(self, keys: Iterable[str], found: np.ndarray, scores: np.ndarray) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{uuid.uuid4().hex[:8]}.parquet")
-        pq.write_table(table, temporary)
+        temporary = self.path.with_name(f".{uuid.uuid4().hex[:8]}.npz")
+        with open(temporary, "wb") as handle:
+            np.savez(handle, keys=np.array(list(keys), dtype="S"), found=found, scores=scores)
         os.replace(temporary, self.path)
 
 

@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Protocol, TextIO
 import numpy as np
 import pandas as pd
 
-from tasks.cache import EmbeddingCache, LastResult, digest_of, settings_digest
+from tasks.cache import EmbeddingCache, LastSearch, settings_digest
 from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.config import SimilarityConfig
 from tasks.memory import release_free_memory
@@ -144,6 +144,7 @@ def top_k_similar(
     *,
     same_set: bool,
     symmetric: bool = False,
+    query_items: np.ndarray | None = None,
     windows: int = 1,
     scale: float = 1.0,
     queries_per_block: int = 512,
@@ -154,13 +155,15 @@ def top_k_similar(
 
     With `windows` > 1, an item is `windows` consecutive rows of `items` and scores with its best row. `items`
     may be stored compactly (e.g. uint8): each block is turned into float32 times `scale`. With `same_set`,
-    query i and item i are the same image, never its own neighbour. With `symmetric` as well (i's score for j is
-    j's score for i, as within one set of vectors), each pair of blocks is scored once and read both ways: half
-    the products. The search is exact and runs in blocks of about `queries_per_block` x `items_per_block`
-    scores, so memory does not grow with the square of the dataset."""
-    if symmetric and not same_set:
-        raise ValueError("a symmetric search is a search within one set: same_set=True")
+    query i and item i (or item `query_items[i]`) are the same image, never its own neighbour. With `symmetric`
+    as well (every item is a query, and i's score for j is j's score for i, as within one set of vectors), each
+    pair of blocks is scored once and read both ways: half the products. The search is exact and runs in blocks
+    of about `queries_per_block` x `items_per_block` scores, so memory does not grow with the square of the
+    dataset."""
+    if symmetric and (not same_set or query_items is not None):
+        raise ValueError("a symmetric search is a search of every item against the others: same_set=True, all items")
     count = len(items) // windows
+    own_items = np.arange(len(queries)) if query_items is None else np.asarray(query_items, np.int64)
     k = max(0, min(k, count - 1 if same_set else count))
     best = np.full((len(queries), k), -np.inf, np.float32)
     best_item = np.zeros((len(queries), k), np.int64)
@@ -184,7 +187,7 @@ def top_k_similar(
         if windows > 1:
             scores = scores.reshape(len(scores), windows, block_items).max(axis=1)
         if same_set:
-            own = np.arange(rows.start, rows.stop)
+            own = own_items[rows]
             inside = np.flatnonzero((own >= first_item) & (own < first_item + block_items))
             scores[inside, own[inside] - first_item] = -np.inf
         return scores
@@ -240,19 +243,135 @@ def top_k_similar(
     return np.take_along_axis(best_item, order, axis=1), np.take_along_axis(best, order, axis=1)
 
 
-def nearest_neighbours(vectors: np.ndarray, k: int, *, overwrite: bool = False) -> pd.DataFrame:
-    """Directed kNN edges between vector indexes by cosine similarity (exact): source, target, similarity,
-    each source's k nearest first. With `overwrite`, a float32 `vectors` is scaled to unit length in place
-    rather than copied (at 100,000 images a copy is 230 MB)."""
-    norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    if overwrite and vectors.dtype == np.float32 and vectors.flags.c_contiguous:
-        unit = np.divide(vectors, norms, out=vectors)
+def _positions_now(previous_keys: np.ndarray, keys: Sequence[str]) -> np.ndarray:
+    """Each previous image's position among `keys` (content keys), or -1 where it is gone. Images with the same
+    contents are matched in their order: the n-th such image before is the n-th now."""
+
+    def occurrences(values: Sequence[str]) -> pd.MultiIndex:
+        series = pd.Series(values, dtype=object)
+        return pd.MultiIndex.from_arrays([series, series.groupby(series).cumcount()])
+
+    if not len(previous_keys) or not len(keys):
+        return np.full(len(previous_keys), -1, np.int64)
+    return occurrences(keys).get_indexer(occurrences(list(previous_keys))).astype(np.int64)
+
+
+def top_k_reusing(
+    last: LastSearch | None,
+    keys: Sequence[str],
+    inputs: Callable[[], tuple[np.ndarray, np.ndarray]],
+    k: int,
+    *,
+    symmetric: bool = False,
+    windows: int = 1,
+    scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k_similar(queries, items, k, same_set=True, ...)` over images known by their content `keys`, where
+    `inputs()` gives (queries, items), reusing the last search of its kind (`last`) and saving this one there.
+
+    The result is the full search's: an image's k best among old and new images are its k best among the old
+    ones, as found last time, merged with its best among the new ones. So only new images are searched against
+    all, the others only against the new ones; an image whose list holds one that is gone is searched again.
+    Unchanged contents search nothing and `inputs` is not called. (Scores equal to the last bit may rank in
+    another order than a full search's, as they may from one block size to another.)"""
+    previous = last.get() if last else None
+    count = len(keys)
+    k = max(0, min(k, count - 1))
+    if previous is None or previous[1].shape[1] != min(k, len(previous[0]) - 1) or k == 0:
+        found, scores = top_k_similar(*inputs(), k, same_set=True, symmetric=symmetric, windows=windows, scale=scale)
     else:
-        unit = np.ascontiguousarray(vectors / norms, dtype=np.float32)
-    targets, similarities = top_k_similar(unit, unit, k, same_set=True, symmetric=True)
+        found, scores = _updated_search(*previous, keys, inputs, k, windows, scale)
+    if last:
+        last.put(keys, found, scores)
+    return found, scores
+
+
+def _updated_search(
+    previous_keys: np.ndarray,
+    previous_found: np.ndarray,
+    previous_scores: np.ndarray,
+    keys: Sequence[str],
+    inputs: Callable[[], tuple[np.ndarray, np.ndarray]],
+    k: int,
+    windows: int,
+    scale: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k_reusing`'s search when a last one exists, with the same k where it covered enough images."""
+    now = _positions_now(previous_keys, keys)
+    lists = now[previous_found]
+    whole = (now >= 0) & (lists >= 0).all(axis=1)
+    reused, lists, list_scores = now[whole], lists[whole], previous_scores[whole]
+    searched = np.setdiff1d(np.arange(len(keys)), reused)
+    added = np.setdiff1d(np.arange(len(keys)), now[now >= 0])
+    found = np.zeros((len(keys), k), np.int64)
+    scores = np.zeros((len(keys), k), np.float32)
+    if len(searched) or len(added):
+        queries, items = inputs()
+        if len(searched):
+            found[searched], scores[searched] = top_k_similar(
+                queries[searched], items, k, same_set=True, query_items=searched, windows=windows, scale=scale
+            )
+        if len(reused) and len(added):
+            added_items = items.reshape(-1, windows, items.shape[1])[added].reshape(-1, items.shape[1])
+            new_found, new_scores = top_k_similar(
+                queries[reused], added_items, k, same_set=False, windows=windows, scale=scale
+            )
+            merged_found = np.concatenate([lists, added[new_found]], axis=1)
+            merged_scores = np.concatenate([list_scores, new_scores], axis=1)
+            best = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+            lists = np.take_along_axis(merged_found, best, axis=1)
+            list_scores = np.take_along_axis(merged_scores, best, axis=1)
+    if len(reused):
+        found[reused], scores[reused] = lists, list_scores
+    return found, scores
+
+
+Search = Callable[..., tuple[np.ndarray, np.ndarray]]
+
+
+def plain_search(
+    kind: str, queries: np.ndarray, items: np.ndarray, k: int, **options
+) -> tuple[np.ndarray, np.ndarray]:
+    """A `Search` that searches everything every time: `top_k_similar(queries, items, k, same_set=True, ...)`."""
+    return top_k_similar(queries, items, k, same_set=True, **options)
+
+
+def reusing_search(cache_dir: Path, keys: Sequence[str], version: str) -> Search:
+    """A `Search` over the images with content `keys` (`search(kind, queries, items, k, **options)`, as
+    `plain_search`) that reuses the last search of each kind, k and options in `cache_dir` (`top_k_reusing`).
+    `version` names what the queries and items were computed with (e.g. a content cache's version)."""
+
+    def search(
+        kind: str, queries: np.ndarray, items: np.ndarray, k: int, **options
+    ) -> tuple[np.ndarray, np.ndarray]:
+        settings = settings_digest(f"{version} {SEARCH_VERSION} k={k} {sorted(options.items())}")
+        last = LastSearch(Path(cache_dir) / f"{kind}-{settings}.npz")
+        return top_k_reusing(last, keys, lambda: (queries, items), k, **options)
+
+    return search
+
+
+def nearest_neighbours(
+    vectors: Callable[[], np.ndarray], keys: Sequence[str], k: int, last: LastSearch | None = None
+) -> pd.DataFrame:
+    """Directed kNN edges between vector indexes by cosine similarity (exact): source, target, similarity,
+    each source's k nearest first. `vectors()` gives the vectors of the images with content `keys`, called only
+    when something is searched; a float32 array it gives is scaled to unit length in place rather than copied (at
+    100,000 images a copy is 230 MB). The last search (`last`) is reused for the images it covered."""
+
+    def unit_vectors() -> tuple[np.ndarray, np.ndarray]:
+        given = vectors()
+        norms = np.maximum(np.linalg.norm(given, axis=1, keepdims=True), 1e-12)
+        if given.dtype == np.float32 and given.flags.c_contiguous:
+            unit = np.divide(given, norms, out=given)
+        else:
+            unit = np.ascontiguousarray(given / norms, dtype=np.float32)
+        return unit, unit
+
+    targets, similarities = top_k_reusing(last, keys, unit_vectors, k, symmetric=True)
     return pd.DataFrame(
         {
-            "source": np.repeat(np.arange(len(unit)), targets.shape[1]),
+            "source": np.repeat(np.arange(len(keys)), targets.shape[1]),
             "target": targets.ravel(),
             SIMILARITY: similarities.ravel().astype("float64"),
         }
@@ -428,19 +547,19 @@ def compute_similarity(
             pairs=empty_pairs(), engine=label, unanalysed=unanalysed, embedded=len(missing),
             skipped=f"{len(present)} images {engine.name} could read; it needs at least {settings.min_images}",
         )
-    # The same contents in the same order, with the same engine and settings, have the same neighbours.
-    search_key = digest_of([label, SEARCH_VERSION, settings.model_dump_json(), *(keys[p] for p in present)])
-    last_search = LastResult(cache_dir / f"neighbours-{settings_digest(label)}.parquet") if cache_dir else None
-    neighbours = last_search.get(search_key) if last_search else None
-    if neighbours is None:
+    search_settings = settings_digest(f"{label} {SEARCH_VERSION} {settings.model_dump_json()}")
+    last_search = LastSearch(cache_dir / f"neighbours-{search_settings}.npz") if cache_dir else None
+
+    def search_vectors() -> np.ndarray:
+        nonlocal vectors, cache
         search = np.stack([vectors[p] for p in present])
-        del vectors, cache  # views into the cache's copy of the vectors: the search needs only its own
+        vectors = cache = None  # views into the cache's copy of the vectors: the search needs only its own
         release_free_memory()  # what embedding left behind
-        neighbours = nearest_neighbours(search, settings.nearest_neighbors, overwrite=True)
-        del search
-        release_free_memory()
-        if last_search:
-            last_search.put(search_key, neighbours)
+        return search
+
+    neighbours = nearest_neighbours(search_vectors, [keys[p] for p in present], settings.nearest_neighbors,
+                                    last_search)
+    release_free_memory()
     return Similarity(
         pairs=unordered_pairs(neighbours, rows[present]),
         engine=label,

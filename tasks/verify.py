@@ -58,10 +58,13 @@ from tasks.hamming import two_nearest
 from tasks.imagestats import (
     DIHEDRAL_VARIANTS, PART_SIGNATURES, PART_WINDOWS, SIGNATURE, STRUCTURE, dihedral_variants, eight_bit,
 )
+from tasks.ingest import CONTENT_VERSION
 from tasks.memory import release_free_memory
 from tasks.progress import progress
 from tasks.schema import Col
-from tasks.similarity import PAIR_A, PAIR_B, RANK, SIMILARITY, neighbours_by_row, top_k_similar
+from tasks.similarity import (
+    PAIR_A, PAIR_B, RANK, SIMILARITY, Search, neighbours_by_row, plain_search, reusing_search,
+)
 
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
@@ -1099,13 +1102,17 @@ def _ranked_pairs(rows: np.ndarray, found: np.ndarray, similarities: np.ndarray)
     return _unordered(np.repeat(rows, k), rows[found.ravel()], similarities.ravel(), np.tile(np.arange(k), len(rows)))
 
 
-def signature_neighbours(signatures: np.ndarray, rows: np.ndarray, k: int) -> pd.DataFrame:
+def signature_neighbours(
+    signatures: np.ndarray, rows: np.ndarray, k: int, search: Search = plain_search
+) -> pd.DataFrame:
     """Each row's k most similar rows by colour signature (unordered pairs, similarity = cosine of signatures,
     rank = 0 for the row's nearest)."""
-    return _ranked_pairs(rows, *top_k_similar(signatures, signatures, k, same_set=True, symmetric=True))
+    return _ranked_pairs(rows, *search("colour", signatures, signatures, k, symmetric=True))
 
 
-def part_neighbours(signatures: np.ndarray, parts: np.ndarray, rows: np.ndarray, k: int) -> pd.DataFrame:
+def part_neighbours(
+    signatures: np.ndarray, parts: np.ndarray, rows: np.ndarray, k: int, search: Search = plain_search
+) -> pd.DataFrame:
     """Each row's k images with a part whose colours are nearest the row's whole image (unordered pairs;
     similarity = that part's cosine; rank 0 for the nearest). `parts` holds each row's `PART_WINDOWS` part
     signatures as uint8 levels (`tasks.imagestats.colour_signatures`).
@@ -1113,18 +1120,18 @@ def part_neighbours(signatures: np.ndarray, parts: np.ndarray, rows: np.ndarray,
     A 2x zoom into a tile, or a small crop of it, shows the colours of one part of the tile, so it ranks the
     tile first here even when the whole tile's colours and embedding are far from its own."""
     windows = parts.reshape(-1, signatures.shape[1]) if len(parts) else parts
-    return _ranked_pairs(
-        rows, *top_k_similar(signatures, windows, k, same_set=True, windows=PART_WINDOWS, scale=1.0 / 255.0)
-    )
+    return _ranked_pairs(rows, *search("parts", signatures, windows, k, windows=PART_WINDOWS, scale=1.0 / 255.0))
 
 
-def structure_neighbours(structures: np.ndarray, rows: np.ndarray, k: int) -> pd.DataFrame:
+def structure_neighbours(
+    structures: np.ndarray, rows: np.ndarray, k: int, search: Search = plain_search
+) -> pd.DataFrame:
     """Each row's k nearest rows by structure signature (int8, `tasks.imagestats.structure_signature`), each
     compared in whichever of its flips and quarter turns fits best (unordered pairs; similarity = that cosine;
     rank 0 for the nearest)."""
     queries = structures.astype(np.float32) / 127.0
-    return _ranked_pairs(rows, *top_k_similar(
-        queries, dihedral_variants(structures), k, same_set=True, symmetric=True, windows=DIHEDRAL_VARIANTS,
+    return _ranked_pairs(rows, *search(
+        "structure", queries, dihedral_variants(structures), k, symmetric=True, windows=DIHEDRAL_VARIANTS,
         scale=1.0 / 127.0,
     ))
 
@@ -1160,7 +1167,9 @@ def _paired_dots(
     return dots
 
 
-def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: VerificationConfig) -> pd.DataFrame:
+def select_candidates(
+    files: pd.DataFrame, pairs: pd.DataFrame, settings: VerificationConfig, cache_dir: Path | None = None
+) -> pd.DataFrame:
     """The pairs worth verifying, with their embedding and colour similarities.
 
     Each image's nearest neighbours by embedding and by colour signature are proposed (a rotated or mirrored
@@ -1170,7 +1179,8 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
     ground, often score well below the seed's duplicate threshold, so neither floor is a duplicate threshold:
     verification decides. Each image's `candidates_by_part` nearest by part signature (`part_neighbours`), its
     `candidates_by_structure` nearest by structure signature (`structure_neighbours`) when similar enough, and
-    its `candidates_by_name` successors by file name (`name_neighbours`) are verified too."""
+    its `candidates_by_name` successors by file name (`name_neighbours`) are verified too. With `cache_dir`, each
+    search reuses the last of its kind there, for the images it covered (`tasks.similarity.top_k_reusing`)."""
     ranked = neighbours_by_row(pairs)
     ranked = ranked[ranked[RANK] < settings.candidates_per_image]
     by_embedding = _unordered(
@@ -1180,6 +1190,8 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
     signatures = np.stack(readable[SIGNATURE].to_numpy()) if len(readable) else np.empty((0, 0), np.float32)
     rows = readable[Col.ROW].to_numpy(dtype=np.int64)
     position = pd.Series(np.arange(len(rows)), index=rows)
+    search = reusing_search(cache_dir, readable[Col.SHA256].astype(str).tolist(), CONTENT_VERSION) if cache_dir \
+        else plain_search
 
     def with_similarities(proposed: pd.DataFrame) -> pd.DataFrame:
         proposed = proposed.merge(pairs[[PAIR_A, PAIR_B, SIMILARITY]], on=[PAIR_A, PAIR_B], how="left")
@@ -1188,7 +1200,7 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
         )
         return proposed
 
-    by_colour = signature_neighbours(signatures, rows, settings.candidates_per_image)
+    by_colour = signature_neighbours(signatures, rows, settings.candidates_per_image, search)
     proposals = pd.concat([by_embedding, by_colour]).groupby([PAIR_A, PAIR_B], as_index=False)[RANK].min()
     proposals = with_similarities(proposals)
     worth = (
@@ -1199,10 +1211,11 @@ def select_candidates(files: pd.DataFrame, pairs: pd.DataFrame, settings: Verifi
     chosen = [proposals.loc[worth, [PAIR_A, PAIR_B]]]
     if settings.candidates_by_part and len(readable):
         parts = np.stack(readable[PART_SIGNATURES].to_numpy())
-        chosen.append(part_neighbours(signatures, parts, rows, settings.candidates_by_part)[[PAIR_A, PAIR_B]])
+        by_part = part_neighbours(signatures, parts, rows, settings.candidates_by_part, search)
+        chosen.append(by_part[[PAIR_A, PAIR_B]])
     if settings.candidates_by_structure and len(readable):
         structures = np.stack(readable[STRUCTURE].to_numpy())
-        near = structure_neighbours(structures, rows, settings.candidates_by_structure)
+        near = structure_neighbours(structures, rows, settings.candidates_by_structure, search)
         chosen.append(near.loc[near[SIMILARITY] >= settings.candidate_structure_similarity, [PAIR_A, PAIR_B]])
     if settings.candidates_by_name:
         chosen.append(name_neighbours(readable[Col.PATH], rows, settings.candidates_by_name)[[PAIR_A, PAIR_B]])
@@ -1254,7 +1267,7 @@ def verify_candidates(
     features of their images come from what each process keeps (`FeatureCache`, up to `feature_cache_bytes`), so
     memory is bounded by that budget, not by the dataset. Once every chunk is verified, this process's features
     are dropped (`FEATURE_CACHE`)."""
-    candidates = select_candidates(files, pairs, settings)
+    candidates = select_candidates(files, pairs, settings, cache_dir)
     by_row = files.set_index(Col.ROW)
 
     def with_each_image(frame: pd.DataFrame, column: str, names: tuple[str, str]) -> pd.DataFrame:

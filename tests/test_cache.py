@@ -60,21 +60,53 @@ def test_re_runs_embed_only_new_images_and_renames_hit_the_cache(tmp_path, textu
     assert similarity.skipped is None and len(similarity.pairs) > 0
 
 
-def test_the_neighbour_search_is_repeated_only_when_the_contents_change(tmp_path, texture, monkeypatch):
+def count_searched_rows(monkeypatch) -> list[int]:
+    """The number of queries of every neighbour search from here on (`top_k_similar`, which all of them run)."""
     from tasks import similarity
+
+    searched: list[int] = []
+    search = similarity.top_k_similar
+    monkeypatch.setattr(similarity, "top_k_similar",
+                        lambda queries, *a, **k: searched.append(len(queries)) or search(queries, *a, **k))
+    return searched
+
+
+def test_the_neighbour_search_covers_only_what_changed(tmp_path, texture, monkeypatch):
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    for seed in range(12):
+        texture(data / f"{seed}.jpg", seed=seed)
+    searched = count_searched_rows(monkeypatch)
+    _, cold_pairs = run(data, tmp_path / "w1", cache)
+    _, pairs = run(data, tmp_path / "w2", cache)
+    assert searched == [12] and pairs == cold_pairs, "the same contents: the last search is read back"
+    texture(data / "new.jpg", seed=100)
+    _, pairs = run(data, tmp_path / "w3", cache)
+    assert searched == [12, 1, 12], "the new image against all, the others against the new one"
+    _, uncached = run(data, tmp_path / "w4", None)
+    assert pairs == uncached and any(str(data / "new.jpg") in pair for pair in pairs)
+
+
+def test_candidate_searches_cover_only_what_changed(tmp_path, texture, monkeypatch):
+    from tasks.similarity import empty_pairs
+    from tasks.verify import select_candidates
 
     data, cache = tmp_path / "data", tmp_path / "cache"
     for seed in range(12):
         texture(data / f"{seed}.jpg", seed=seed)
-    searches = []
-    search = similarity.nearest_neighbours
-    monkeypatch.setattr(similarity, "nearest_neighbours", lambda *a, **k: searches.append(1) or search(*a, **k))
-    _, cold_pairs = run(data, tmp_path / "w1", cache)
-    _, pairs = run(data, tmp_path / "w2", cache)
-    assert len(searches) == 1 and pairs == cold_pairs, "the same contents: the last search is read back"
+    searched = count_searched_rows(monkeypatch)
+
+    def candidates(cache_dir):
+        files = ingest(find_files({"train": data}, (".jpg",)))
+        return select_candidates(files, empty_pairs(), CurateConfig().verification, cache_dir)
+
+    cold = candidates(cache)
+    assert searched == [12, 12, 12], "colour, part and structure signatures"
+    pd.testing.assert_frame_equal(candidates(cache), cold)
+    assert searched == [12, 12, 12], "the same contents: nothing searched"
     texture(data / "new.jpg", seed=100)
-    _, pairs = run(data, tmp_path / "w3", cache)
-    assert len(searches) == 2 and any(str(data / "new.jpg") in pair for pair in pairs)
+    warm = candidates(cache)
+    assert searched[3:] == [1, 12] * 3
+    pd.testing.assert_frame_equal(warm, candidates(None))
 
 
 class CountingChunks:

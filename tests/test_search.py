@@ -1,11 +1,17 @@
 """The neighbour search (`tasks.similarity.top_k_similar`, `nearest_neighbours`): exact in any block size, and
-the same neighbours fastdup's own search finds over the same vectors."""
+the same neighbours fastdup's own search finds over the same vectors; a search that reuses the last one
+(`top_k_reusing`) finds what a full search finds and searches only what changed."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.similarity import SIMILARITY, nearest_neighbours, top_k_similar
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks import similarity
+from tasks.cache import LastSearch
+from tasks.similarity import SIMILARITY, nearest_neighbours, top_k_reusing, top_k_similar
 
 
 def brute_force(queries: np.ndarray, items: np.ndarray, k: int, same_set: bool, windows: int) -> np.ndarray:
@@ -90,7 +96,7 @@ def test_nearest_neighbours_match_fastdups_own_search(tmp_path) -> None:
     theirs = pd.DataFrame({"source": _positions(edges["filename_from"]), "target": _positions(edges["filename_to"]),
                            SIMILARITY: edges["distance"]})
 
-    ours = nearest_neighbours(vectors, 5)
+    ours = nearest_neighbours(vectors.copy, [str(i) for i in range(len(vectors))], 5)
 
     assert len(ours) == 300 * 5
     merged = ours.merge(theirs, on=["source", "target"], how="outer", suffixes=("_ours", "_theirs"), indicator=True)
@@ -99,11 +105,88 @@ def test_nearest_neighbours_match_fastdups_own_search(tmp_path) -> None:
     assert np.allclose(both["similarity_ours"], both["similarity_theirs"], atol=1e-4)
 
 
-def test_overwrite_normalises_in_place_and_finds_the_same_neighbours() -> None:
+def test_the_given_vectors_are_normalised_in_place_with_the_same_neighbours() -> None:
     vectors = np.random.default_rng(2).normal(size=(50, 8)).astype(np.float32)
-    scratch = vectors.copy()
+    scratch, keys = vectors.copy(), [str(i) for i in range(50)]
 
-    found = nearest_neighbours(scratch, 3, overwrite=True)
+    found = nearest_neighbours(lambda: scratch, keys, 3)
 
-    pd.testing.assert_frame_equal(found, nearest_neighbours(vectors, 3))
+    pd.testing.assert_frame_equal(found, nearest_neighbours(lambda: vectors.astype(np.float64), keys, 3))
     assert np.allclose(np.linalg.norm(scratch, axis=1), 1.0)
+
+
+def assert_top_k(found: np.ndarray, scores: np.ndarray, full_scores: np.ndarray, k: int) -> None:
+    """`found` and `scores` are a right top-k of `full_scores` (rows: queries, own item at -inf): each row's
+    items are distinct, not the row itself, score what is reported, and those scores are the k best. Items that
+    tie may be any of them."""
+    expected = -np.sort(-full_scores, axis=1)[:, :k]
+    assert found.shape == scores.shape == expected.shape
+    assert np.allclose(scores, expected, atol=1e-5)
+    assert np.allclose(np.take_along_axis(full_scores, found, axis=1), scores, atol=1e-5)
+    assert all(len(set(row)) == len(row) for row in found.tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    before=st.integers(0, 30), removed=st.sets(st.integers(0, 29)), added=st.integers(0, 12), copies=st.integers(0, 3),
+    k=st.integers(1, 6), windows=st.sampled_from([1, 3]), seed=st.integers(0, 2**16),
+)
+def test_a_search_reusing_the_last_finds_what_a_full_search_finds(
+    tmp_path_factory, before, removed, added, copies, k, windows, seed
+) -> None:
+    """Whatever was removed, added, copied (the same contents twice) or moved since the last search."""
+    rng = np.random.default_rng(seed)
+    last = LastSearch(tmp_path_factory.mktemp("search") / "last.npz")
+    contents = {f"c{i}": vector for i, vector in enumerate(rng.random((before + added, 5 * windows), np.float32))}
+
+    def search(keys: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.array([contents[key] for key in keys], np.float32).reshape(len(keys), windows, 5)
+        queries, items = rows[:, 0], rows.reshape(-1, 5)
+        found, scores = top_k_reusing(last, keys, lambda: (queries, items), k, windows=windows,
+                                      symmetric=windows == 1)
+        return found, scores, brute_force(queries, items, k, True, windows) if keys else np.empty((0, 0))
+
+    first = [f"c{i}" for i in range(before)]
+    search(first)
+    kept = [key for i, key in enumerate(first) if i not in removed]
+    now = kept + [f"c{before + i}" for i in range(added)] + kept[:copies]  # the same contents twice
+    now = [now[i] for i in rng.permutation(len(now))]
+    found, scores, full = search(now)
+    assert_top_k(found, scores, full, max(0, min(k, len(now) - 1)))
+
+
+def test_a_re_run_searches_only_what_changed(tmp_path, monkeypatch) -> None:
+    rng = np.random.default_rng(5)
+    vectors = rng.random((41, 8), dtype=np.float32)
+    keys = [f"c{i}" for i in range(41)]
+    last = LastSearch(tmp_path / "last.npz")
+    searched: list[tuple[int, int]] = []
+    full_search = similarity.top_k_similar
+    monkeypatch.setattr(similarity, "top_k_similar",
+                        lambda queries, items, *a, **kw: searched.append((len(queries), len(items)))
+                        or full_search(queries, items, *a, **kw))
+    given_inputs: list[int] = []
+
+    def run(count: int) -> tuple[np.ndarray, np.ndarray]:
+        def inputs() -> tuple[np.ndarray, np.ndarray]:
+            given_inputs.append(count)
+            return vectors[:count], vectors[:count]
+
+        return top_k_reusing(last, keys[:count], inputs, 4, symmetric=True)
+
+    cold = run(40)
+    assert searched == [(40, 40)]
+    assert all((a == b).all() for a, b in zip(run(40), cold)), "unchanged: the same answer"
+    assert searched == [(40, 40)] and given_inputs == [40], "and nothing searched"
+    found, scores = run(41)
+    assert searched[1:] == [(1, 41), (40, 1)], "the new image against all, the others against it alone"
+    assert_top_k(found, scores, brute_force(vectors, vectors, 4, True, 1), 4)
+
+
+def test_an_unreadable_last_search_is_searched_again(tmp_path) -> None:
+    last = LastSearch(tmp_path / "last.npz")
+    last.path.write_bytes(b"PK\x03\x04 torn")
+    assert last.get() is None
+    vectors = np.eye(3, dtype=np.float32)
+    found, _ = top_k_reusing(last, ["a", "b", "c"], lambda: (vectors, vectors), 1, symmetric=True)
+    assert found.shape == (3, 1) and last.get()[0].tolist() == ["a", "b", "c"]
