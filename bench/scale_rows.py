@@ -56,7 +56,7 @@ from tasks import outputs
 from tasks.classify import classify
 from tasks.config import CurateConfig
 from tasks.expectations import run_expectations
-from tasks.imagestats import PART_SIGNATURES, PART_WINDOWS, SIGNATURE, SIGNATURE_BINS, STRUCTURE, STRUCTURE_FREQUENCIES
+from tasks.imagestats import PART_SIGNATURES, PART_WINDOWS, SIGNATURE, SIGNATURE_LENGTH, STRUCTURE, STRUCTURE_FREQUENCIES
 from tasks.outputs import new_staging, publish, summarize, write_staged
 from tasks.schema import Col
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, unordered_pairs
@@ -209,7 +209,7 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
     hashes = np.frombuffer(rng.bytes(32 * n), dtype=np.uint8).reshape(n, 32)
     sha256 = [row.tobytes().hex() for row in hashes]
     label_codes = pd.Categorical(layout[Col.LABEL], categories=LABELS).codes
-    centres = rng.random((len(LABELS) + 1, int(np.prod(SIGNATURE_BINS))), dtype=np.float32) ** 4
+    centres = rng.random((len(LABELS) + 1, SIGNATURE_LENGTH), dtype=np.float32) ** 4
     signatures = centres[label_codes] + 0.05 * rng.random((n, centres.shape[1]), dtype=np.float32)
     signatures /= np.linalg.norm(signatures, axis=1, keepdims=True)
     # Structure signatures matter only to candidate selection, which this benchmark does not run: random levels.

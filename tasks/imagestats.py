@@ -102,9 +102,12 @@ def _percentile(levels: np.ndarray, share: float) -> float:
 
 SIGNATURE = "colour_signature"  # internal columns of the ingest frame (not in the manifest)
 PART_SIGNATURES = "part_signatures"
-# Hue, saturation, value. Eight levels of value, not four: grey (panchromatic) images differ in value alone, and with
-# four their signatures barely told one scene from another.
-SIGNATURE_BINS = (8, 4, 8)
+# Hue, saturation, value of a coloured pixel. A pixel whose saturation is below GREY_SATURATION has no hue to
+# speak of and is counted by value alone, at GREY_LEVELS levels: grey (panchromatic) images differ in value
+# alone, and with eight levels their signatures told too few scenes apart to propose their natural overlaps.
+SIGNATURE_BINS = (8, 4, 6)
+GREY_SATURATION, GREY_LEVELS = 8, 64
+SIGNATURE_LENGTH = GREY_LEVELS + int(np.prod(SIGNATURE_BINS))
 # Part signatures: colour histograms of half-size windows on a 3 x 3 grid at quarter-size steps, so any region
 # of half the image's side lies within an eighth of the side of one window.
 _SIGNATURE_SIDE = 64
@@ -114,10 +117,14 @@ PART_WINDOWS = len(range(0, _SIGNATURE_SIDE - _WINDOW_SIDE + 1, _WINDOW_STEP)) *
 
 def _histogram(hsv: np.ndarray) -> np.ndarray:
     """A unit-length colour histogram of HSV pixels (square-rooted, so a dot product is the Bhattacharyya
-    coefficient)."""
+    coefficient): `GREY_LEVELS` bins of value for the grey pixels, then `SIGNATURE_BINS` for the others."""
     import cv2  # OpenCV ships with fastdup; imported here so the module imports cheaply
 
-    histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(SIGNATURE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+    grey = (hsv[..., 1] < GREY_SATURATION).astype(np.uint8)
+    histogram = np.concatenate([
+        cv2.calcHist([hsv], [2], grey, [GREY_LEVELS], [0, 256]).ravel(),
+        cv2.calcHist([hsv], [0, 1, 2], 1 - grey, list(SIGNATURE_BINS), [0, 180, GREY_SATURATION, 256, 0, 256]).ravel(),
+    ])
     return np.sqrt(histogram / max(float(histogram.sum()), 1.0)).astype(np.float32)
 
 

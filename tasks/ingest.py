@@ -164,7 +164,7 @@ CONTENT_COLUMNS = [
     STRUCTURE,
 ]
 # Changes whenever the numbers for the same bytes could change: a new measure or decoder, or the pixel limit.
-CONTENT_VERSION = f"content 6, Pillow {PIL.__version__}, pixel limit {Image.MAX_IMAGE_PIXELS}"
+CONTENT_VERSION = f"content 7, Pillow {PIL.__version__}, pixel limit {Image.MAX_IMAGE_PIXELS}"
 
 
 def _each_file(function: Callable[[Path], dict[str, object]], paths: Sequence[Path], stage: str) -> list:

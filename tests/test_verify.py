@@ -845,6 +845,26 @@ def test_a_zoom_has_the_colours_of_one_part_of_its_original(scene: np.ndarray) -
     assert float(whole @ zoom_whole) < best_part - 0.2
 
 
+def test_grey_zooms_are_proposed_by_their_parts() -> None:
+    """Panchromatic imagery: RSSCN7's grass and river tiles in grey, whose listed natural 2x zooms the part search
+    must propose among 400 tiles of similar ground. Grey pixels are counted by value alone at 64 levels; with the
+    eight levels of value that colour pixels get, 25 of these 48 zooms were proposed (now 41)."""
+    from tasks.imagestats import colour_signatures
+
+    overlaps = pd.read_csv(Path(__file__).resolve().parents[1] / "bench" / "rsscn7_overlaps.csv", comment="#")
+    tiles = sorted(RSSCN7.glob("aGrass/*.jpg")) + sorted(RSSCN7.glob("dRiverLake/*.jpg"))
+    index = {f"{tile.parent.name}/{tile.name}": position for position, tile in enumerate(tiles)}
+    signatures = [colour_signatures(Image.open(tile).convert("L")) for tile in tiles]
+
+    found = verify.part_neighbours(np.stack([whole for whole, _ in signatures]),
+                                   np.stack([parts for _, parts in signatures]), np.arange(len(tiles)), 2)
+
+    proposed = set(zip(found["row_a"], found["row_b"]))
+    zooms = overlaps[(overlaps["kind"] == "zoom2x") & overlaps["a"].isin(index) & overlaps["b"].isin(index)]
+    hits = [tuple(sorted((index[a], index[b]))) in proposed for a, b in zip(zooms["a"], zooms["b"], strict=True)]
+    assert len(hits) == 48 and sum(hits) >= 36
+
+
 def test_part_neighbours_match_a_brute_force_search() -> None:
     """The blocked search returns, for every row, the k rows whose best part is nearest its whole signature."""
     rng = np.random.default_rng(11)
