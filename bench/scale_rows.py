@@ -56,7 +56,9 @@ from tasks import outputs
 from tasks.classify import classify
 from tasks.config import CurateConfig
 from tasks.expectations import run_expectations
-from tasks.imagestats import PART_SIGNATURES, PART_WINDOWS, SIGNATURE, SIGNATURE_LENGTH, STRUCTURE, STRUCTURE_FREQUENCIES
+from tasks.imagestats import (
+    PART_SIGNATURES, PART_WINDOWS, SIGNATURE, SIGNATURE_LENGTH, STRUCTURE, STRUCTURE_FREQUENCIES,
+)
 from tasks.outputs import new_staging, publish, summarize, write_staged
 from tasks.schema import Col
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, unordered_pairs

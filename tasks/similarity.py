@@ -277,6 +277,7 @@ def top_k_reusing(
     previous = last.get() if last else None
     count = len(keys)
     k = max(0, min(k, count - 1))
+    # Each last list must hold its image's k best (all the others where the last search covered k or fewer).
     if previous is None or previous[1].shape[1] != min(k, len(previous[0]) - 1) or k == 0:
         found, scores = top_k_similar(*inputs(), k, same_set=True, symmetric=symmetric, windows=windows, scale=scale)
     else:
