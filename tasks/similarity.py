@@ -243,6 +243,9 @@ def top_k_similar(
     return np.take_along_axis(best_item, order, axis=1), np.take_along_axis(best, order, axis=1)
 
 
+Inputs = Callable[[], tuple[np.ndarray, np.ndarray]]  # (queries, items) of a search, made when it is needed
+
+
 def _positions_now(previous_keys: np.ndarray, keys: Sequence[str]) -> np.ndarray:
     """Each previous image's position among `keys` (content keys), or -1 where it is gone. Images with the same
     contents are matched in their order: the n-th such image before is the n-th now."""
@@ -257,9 +260,9 @@ def _positions_now(previous_keys: np.ndarray, keys: Sequence[str]) -> np.ndarray
 
 
 def top_k_reusing(
-    last: LastSearch | None,
+    last: LastSearch,
     keys: Sequence[str],
-    inputs: Callable[[], tuple[np.ndarray, np.ndarray]],
+    inputs: Inputs,
     k: int,
     *,
     symmetric: bool = False,
@@ -274,7 +277,7 @@ def top_k_reusing(
     all, the others only against the new ones; an image whose list holds one that is gone is searched again.
     Unchanged contents search nothing and `inputs` is not called. (Scores equal to the last bit may rank in
     another order than a full search's, as they may from one block size to another.)"""
-    previous = last.get() if last else None
+    previous = last.get()
     count = len(keys)
     k = max(0, min(k, count - 1))
     # Each last list must hold its image's k best (all the others where the last search covered k or fewer).
@@ -282,8 +285,7 @@ def top_k_reusing(
         found, scores = top_k_similar(*inputs(), k, same_set=True, symmetric=symmetric, windows=windows, scale=scale)
     else:
         found, scores = _updated_search(*previous, keys, inputs, k, windows, scale)
-    if last:
-        last.put(keys, found, scores)
+    last.put(keys, found, scores)
     return found, scores
 
 
@@ -292,7 +294,7 @@ def _updated_search(
     previous_found: np.ndarray,
     previous_scores: np.ndarray,
     keys: Sequence[str],
-    inputs: Callable[[], tuple[np.ndarray, np.ndarray]],
+    inputs: Inputs,
     k: int,
     windows: int,
     scale: float,
@@ -327,38 +329,35 @@ def _updated_search(
     return found, scores
 
 
+# search(kind, inputs, k, **options): `top_k_similar(*inputs(), k, same_set=True, **options)`, perhaps reusing
+# the last search of that kind (`reusing_search`).
 Search = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
-def plain_search(
-    kind: str, queries: np.ndarray, items: np.ndarray, k: int, **options
-) -> tuple[np.ndarray, np.ndarray]:
-    """A `Search` that searches everything every time: `top_k_similar(queries, items, k, same_set=True, ...)`."""
-    return top_k_similar(queries, items, k, same_set=True, **options)
+def plain_search(kind: str, inputs: Inputs, k: int, **options) -> tuple[np.ndarray, np.ndarray]:
+    """A `Search` that searches everything every time."""
+    return top_k_similar(*inputs(), k, same_set=True, **options)
 
 
 def reusing_search(cache_dir: Path, keys: Sequence[str], version: str) -> Search:
-    """A `Search` over the images with content `keys` (`search(kind, queries, items, k, **options)`, as
-    `plain_search`) that reuses the last search of each kind, k and options in `cache_dir` (`top_k_reusing`).
-    `version` names what the queries and items were computed with (e.g. a content cache's version)."""
+    """A `Search` over the images with content `keys` that reuses the last search of each kind, k and options in
+    `cache_dir` (`top_k_reusing`). `version` names what the queries and items were computed with (a content
+    cache's version, an engine and its settings)."""
 
-    def search(
-        kind: str, queries: np.ndarray, items: np.ndarray, k: int, **options
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def search(kind: str, inputs: Inputs, k: int, **options) -> tuple[np.ndarray, np.ndarray]:
         settings = settings_digest(f"{version} {SEARCH_VERSION} k={k} {sorted(options.items())}")
-        last = LastSearch(Path(cache_dir) / f"{kind}-{settings}.npz")
-        return top_k_reusing(last, keys, lambda: (queries, items), k, **options)
+        return top_k_reusing(LastSearch(Path(cache_dir) / f"{kind}-{settings}.npz"), keys, inputs, k, **options)
 
     return search
 
 
 def nearest_neighbours(
-    vectors: Callable[[], np.ndarray], keys: Sequence[str], k: int, last: LastSearch | None = None
+    vectors: Callable[[], np.ndarray], k: int, search: Search = plain_search
 ) -> pd.DataFrame:
     """Directed kNN edges between vector indexes by cosine similarity (exact): source, target, similarity,
-    each source's k nearest first. `vectors()` gives the vectors of the images with content `keys`, called only
-    when something is searched; a float32 array it gives is scaled to unit length in place rather than copied (at
-    100,000 images a copy is 230 MB). The last search (`last`) is reused for the images it covered."""
+    each source's k nearest first. `vectors()` gives the vectors, called only when something is searched (a
+    `reusing_search` may have nothing to search); a float32 array it gives is scaled to unit length in place
+    rather than copied (at 100,000 images a copy is 230 MB)."""
 
     def unit_vectors() -> tuple[np.ndarray, np.ndarray]:
         given = vectors()
@@ -369,10 +368,10 @@ def nearest_neighbours(
             unit = np.ascontiguousarray(given / norms, dtype=np.float32)
         return unit, unit
 
-    targets, similarities = top_k_reusing(last, keys, unit_vectors, k, symmetric=True)
+    targets, similarities = search("neighbours", unit_vectors, k, symmetric=True)
     return pd.DataFrame(
         {
-            "source": np.repeat(np.arange(len(keys)), targets.shape[1]),
+            "source": np.repeat(np.arange(len(targets)), targets.shape[1]),
             "target": targets.ravel(),
             SIMILARITY: similarities.ravel().astype("float64"),
         }
@@ -548,18 +547,17 @@ def compute_similarity(
             pairs=empty_pairs(), engine=label, unanalysed=unanalysed, embedded=len(missing),
             skipped=f"{len(present)} images {engine.name} could read; it needs at least {settings.min_images}",
         )
-    search_settings = settings_digest(f"{label} {SEARCH_VERSION} {settings.model_dump_json()}")
-    last_search = LastSearch(cache_dir / f"neighbours-{search_settings}.npz") if cache_dir else None
+    search = reusing_search(cache_dir, [keys[p] for p in present], f"{label} {settings.model_dump_json()}") \
+        if cache_dir else plain_search
 
     def search_vectors() -> np.ndarray:
         nonlocal vectors, cache
-        search = np.stack([vectors[p] for p in present])
+        stacked = np.stack([vectors[p] for p in present])
         vectors = cache = None  # views into the cache's copy of the vectors: the search needs only its own
         release_free_memory()  # what embedding left behind
-        return search
+        return stacked
 
-    neighbours = nearest_neighbours(search_vectors, [keys[p] for p in present], settings.nearest_neighbors,
-                                    last_search)
+    neighbours = nearest_neighbours(search_vectors, settings.nearest_neighbors, search)
     release_free_memory()
     return Similarity(
         pairs=unordered_pairs(neighbours, rows[present]),

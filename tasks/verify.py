@@ -1107,7 +1107,7 @@ def signature_neighbours(
 ) -> pd.DataFrame:
     """Each row's k most similar rows by colour signature (unordered pairs, similarity = cosine of signatures,
     rank = 0 for the row's nearest)."""
-    return _ranked_pairs(rows, *search("colour", signatures, signatures, k, symmetric=True))
+    return _ranked_pairs(rows, *search("colour", lambda: (signatures, signatures), k, symmetric=True))
 
 
 def part_neighbours(
@@ -1120,7 +1120,9 @@ def part_neighbours(
     A 2x zoom into a tile, or a small crop of it, shows the colours of one part of the tile, so it ranks the
     tile first here even when the whole tile's colours and embedding are far from its own."""
     windows = parts.reshape(-1, signatures.shape[1]) if len(parts) else parts
-    return _ranked_pairs(rows, *search("parts", signatures, windows, k, windows=PART_WINDOWS, scale=1.0 / 255.0))
+    return _ranked_pairs(
+        rows, *search("parts", lambda: (signatures, windows), k, windows=PART_WINDOWS, scale=1.0 / 255.0)
+    )
 
 
 def structure_neighbours(
@@ -1129,10 +1131,9 @@ def structure_neighbours(
     """Each row's k nearest rows by structure signature (int8, `tasks.imagestats.structure_signature`), each
     compared in whichever of its flips and quarter turns fits best (unordered pairs; similarity = that cosine;
     rank 0 for the nearest)."""
-    queries = structures.astype(np.float32) / 127.0
     return _ranked_pairs(rows, *search(
-        "structure", queries, dihedral_variants(structures), k, symmetric=True, windows=DIHEDRAL_VARIANTS,
-        scale=1.0 / 127.0,
+        "structure", lambda: (structures.astype(np.float32) / 127.0, dihedral_variants(structures)), k,
+        symmetric=True, windows=DIHEDRAL_VARIANTS, scale=1.0 / 127.0,
     ))
 
 

@@ -96,7 +96,7 @@ def test_nearest_neighbours_match_fastdups_own_search(tmp_path) -> None:
     theirs = pd.DataFrame({"source": _positions(edges["filename_from"]), "target": _positions(edges["filename_to"]),
                            SIMILARITY: edges["distance"]})
 
-    ours = nearest_neighbours(vectors.copy, [str(i) for i in range(len(vectors))], 5)
+    ours = nearest_neighbours(vectors.copy, 5)
 
     assert len(ours) == 300 * 5
     merged = ours.merge(theirs, on=["source", "target"], how="outer", suffixes=("_ours", "_theirs"), indicator=True)
@@ -107,11 +107,11 @@ def test_nearest_neighbours_match_fastdups_own_search(tmp_path) -> None:
 
 def test_the_given_vectors_are_normalised_in_place_with_the_same_neighbours() -> None:
     vectors = np.random.default_rng(2).normal(size=(50, 8)).astype(np.float32)
-    scratch, keys = vectors.copy(), [str(i) for i in range(50)]
+    scratch = vectors.copy()
 
-    found = nearest_neighbours(lambda: scratch, keys, 3)
+    found = nearest_neighbours(lambda: scratch, 3)
 
-    pd.testing.assert_frame_equal(found, nearest_neighbours(lambda: vectors.astype(np.float64), keys, 3))
+    pd.testing.assert_frame_equal(found, nearest_neighbours(lambda: vectors.astype(np.float64), 3))
     assert np.allclose(np.linalg.norm(scratch, axis=1), 1.0)
 
 
