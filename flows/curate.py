@@ -193,7 +193,7 @@ def curate(
             # Ingest, similarity and verification run in the flow itself: their chunks are the task runs (a chunk
             # submitted from inside another task run cannot be sent to Dask: its context does not serialise).
             files = _timed(timings, "ingest", ingest, inventory, cache_dir=cache_folder(config), run_chunks=chunks,
-                           chunk_size=config.runner.chunk_size)
+                           chunk_size=config.runner.chunk_size, concurrent_chunks=concurrent_chunks(config.runner))
             get_run_logger().info("ingest: %d files, %d readable, %d non-image files ignored",
                                   len(files), int(files["valid"].sum()), len(inventory.ignored))
             similarity = _timed(

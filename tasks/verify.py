@@ -52,7 +52,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from tasks.cache import PairCache
-from tasks.chunks import ChunkMap, run_here
+from tasks.chunks import ChunkMap, balanced_size, run_here
 from tasks.config import VerificationConfig
 from tasks.hamming import two_nearest
 from tasks.imagestats import (
@@ -1262,7 +1262,7 @@ def verify_candidates(
     transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
     contents verified before (with the same settings) are not verified again. The pairs to verify run on
     `run_chunks` in chunks of at most `chunk_size` pairs (`chunks_by_locality`). `run_chunks` runs
-    `concurrent_chunks` of them at once, so there are at least that many when there are enough pairs, and they
+    `concurrent_chunks` of them at once, so their number is a multiple of that (`balanced_size`), and they
     share the `workers` threads (each at least one): threads inside chunks that already run side by side only
     contend for the GIL (10,500 generated tiles: 119 s with two threads in each of two chunks, 83 s with one). The
     features of their images come from what each process keeps (`FeatureCache`, up to `feature_cache_bytes`), so
@@ -1283,7 +1283,7 @@ def verify_candidates(
     known, todo = cache.split(with_each_image(candidates, Col.SHA256, keys), RESULT_COLUMNS) if cache \
         else (None, candidates)
     # The chunks carry what verification reads and no more: at 100,000 images they hold 800,000 pairs.
-    size = min(chunk_size, max(1, -(-len(todo) // concurrent_chunks)))
+    size = balanced_size(len(todo), chunk_size, concurrent_chunks)
     chunks = chunks_by_locality(with_each_image(todo[candidates.columns], Col.PATH, paths), size)
     del todo
     threads = max(1, workers // concurrent_chunks)

@@ -1,8 +1,10 @@
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from tasks.chunks import run_here
 from tasks.errors import DatasetError
 from tasks.ingest import find_files, ingest
 from tasks.schema import Col
@@ -54,3 +56,25 @@ def test_awkward_names_links_and_folders(tmp_path, texture):
     bad = frame.loc[str(tmp_path / "train" / "c" / "bad\\xff.jpg")]
     assert not bad[Col.VALID] and "not valid UTF-8" in bad[Col.ERROR]
     assert frame.loc[str(tmp_path / "train" / "c" / "a <b>&é.jpg"), Col.VALID]
+
+
+
+def test_chunks_run_side_by_side_share_the_cores(tmp_path, texture):
+    for seed in range(12):
+        texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
+    inventory = find_files({"train": tmp_path / "data"}, (".jpg",))
+    handed = []
+
+    def recording(name, function, chunks, **shared):
+        handed.append((name, [len(chunk) for chunk in chunks], shared["threads"]))
+        return run_here(name, function, chunks, **shared)
+
+    alone = ingest(inventory, run_chunks=recording, chunk_size=5)
+    side_by_side = ingest(inventory, run_chunks=recording, chunk_size=5, concurrent_chunks=2)
+
+    cores = os.cpu_count()
+    # Chunks of about equal size (not 5, 5 and 2), and two at a time: four that finish in pairs, on the cores'
+    # threads shared between them.
+    assert handed == [("hash", [4, 4, 4], cores), ("decode", [4, 4, 4], cores),
+                      ("hash", [3, 3, 3, 3], max(1, cores // 2)), ("decode", [3, 3, 3, 3], max(1, cores // 2))]
+    pd.testing.assert_frame_equal(side_by_side, alone)
