@@ -69,7 +69,7 @@ from tasks.similarity import (
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-14"
+METHOD_VERSION = "orb-ransac+correlation-15"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -224,6 +224,9 @@ def _detail(gray: np.ndarray) -> np.ndarray:
     different scenes with the same fill (two copies turned by the same angle) would correlate on it alone."""
     image = gray.astype(np.float32)
     detail = image - cv2.GaussianBlur(image, (0, 0), _HIGH_PASS_SIGMA)
+    darkest, lightest = cv2.minMaxLoc(gray)[:2]
+    if darkest > _FILL_DARKEST and lightest < _FILL_LIGHTEST:
+        return detail  # no fill can be there: most views (about three in four on RSSCN7), at a fraction of the cost
     fill = _flat(gray) & ((gray <= _FILL_DARKEST) | (gray >= _FILL_LIGHTEST))
     if fill.any():
         detail[_near(fill)] = 0.0
@@ -638,8 +641,11 @@ def _phases(detail: np.ndarray) -> np.ndarray:
     Rounding to a level (0.7 degree at most) lowers a correlation peak by less than 0.01 %."""
     canvas = np.zeros((_THUMBNAIL_SIDE, _THUMBNAIL_SIDE), np.float32)
     canvas[: detail.shape[0], : detail.shape[1]] = detail
-    levels = np.round(np.angle(scipy.fft.rfft2(canvas)) * (_PHASE_LEVELS / (2 * np.pi))).astype(np.int16)
-    return (levels % _PHASE_LEVELS).astype(np.uint8)
+    # OpenCV's transform and phase (in float32, within 0.3 degrees) take a quarter of scipy's and numpy's angle
+    # time; a level moves by one for about 0.2 % of the coefficients, on rounding.
+    spectrum = cv2.dft(canvas, flags=cv2.DFT_COMPLEX_OUTPUT)[:, : _THUMBNAIL_SIDE // 2 + 1]
+    angles = cv2.phase(np.ascontiguousarray(spectrum[..., 0]), np.ascontiguousarray(spectrum[..., 1]))
+    return (np.rint(angles * (_PHASE_LEVELS / (2 * np.pi))).astype(np.int32) % _PHASE_LEVELS).astype(np.uint8)
 
 
 def _views(thumbnail: np.ndarray, zooms: tuple[float, ...]) -> list[np.ndarray]:
