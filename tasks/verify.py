@@ -1268,12 +1268,12 @@ def verify_candidates(
     transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
     contents verified before (with the same settings) are not verified again. The pairs to verify run on
     `run_chunks` in chunks of at most `chunk_size` pairs (`chunks_by_locality`). `run_chunks` runs
-    `concurrent_chunks` of them at once, so their number is a multiple of that (`balanced_size`), and they
-    share the `workers` threads (each at least one): threads inside chunks that already run side by side only
-    contend for the GIL (10,500 generated tiles: 119 s with two threads in each of two chunks, 83 s with one). The
-    features of their images come from what each process keeps (`FeatureCache`, up to `feature_cache_bytes`), so
-    memory is bounded by that budget, not by the dataset. Once every chunk is verified, this process's features
-    are dropped (`FEATURE_CACHE`)."""
+    `concurrent_chunks` of them at once, so their number is a multiple of that given enough pairs
+    (`balanced_size`), and they share the `workers` threads (each at least one): threads inside chunks that already
+    run side by side only contend for the GIL (10,500 generated tiles: 119 s with two threads in each of two
+    chunks, 83 s with one). The features of their images come from what each process keeps (`FeatureCache`, up
+    to `feature_cache_bytes`), so memory is bounded by that budget, not by the dataset. Once every chunk is
+    verified, this process's features are dropped (`FEATURE_CACHE`)."""
     candidates = select_candidates(files, pairs, settings, cache_dir)
     by_row = files.set_index(Col.ROW)
 

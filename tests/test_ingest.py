@@ -58,7 +58,6 @@ def test_awkward_names_links_and_folders(tmp_path, texture):
     assert frame.loc[str(tmp_path / "train" / "c" / "a <b>&é.jpg"), Col.VALID]
 
 
-
 def test_chunks_run_side_by_side_share_the_cores(tmp_path, texture):
     for seed in range(12):
         texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
