@@ -1117,18 +1117,20 @@ def signature_neighbours(
 
 
 def part_neighbours(
-    signatures: np.ndarray, parts: np.ndarray, rows: np.ndarray, k: int, search: Search = plain_search
+    signatures: np.ndarray, parts: Sequence[np.ndarray], rows: np.ndarray, k: int, search: Search = plain_search
 ) -> pd.DataFrame:
     """Each row's k images with a part whose colours are nearest the row's whole image (unordered pairs;
     similarity = that part's cosine; rank 0 for the nearest). `parts` holds each row's `PART_WINDOWS` part
-    signatures as uint8 levels (`tasks.imagestats.colour_signatures`).
+    signatures as uint8 levels (`tasks.imagestats.colour_signatures`), stacked only if something is searched:
+    a re-run whose last search still holds (`reusing_search`) does not copy them (230 MB at 100,000 images).
 
     A 2x zoom into a tile, or a small crop of it, shows the colours of one part of the tile, so it ranks the
     tile first here even when the whole tile's colours and embedding are far from its own."""
-    windows = parts.reshape(-1, signatures.shape[1]) if len(parts) else parts
-    return _ranked_pairs(
-        rows, *search("parts", lambda: (signatures, windows), k, windows=PART_WINDOWS, scale=1.0 / 255.0)
-    )
+
+    def inputs() -> tuple[np.ndarray, np.ndarray]:
+        return signatures, np.stack(parts).reshape(-1, signatures.shape[1]) if len(parts) else np.asarray(parts)
+
+    return _ranked_pairs(rows, *search("parts", inputs, k, windows=PART_WINDOWS, scale=1.0 / 255.0))
 
 
 def structure_neighbours(
@@ -1217,8 +1219,8 @@ def select_candidates(
     )
     chosen = [proposals.loc[worth, [PAIR_A, PAIR_B]]]
     if settings.candidates_by_part and len(readable):
-        parts = np.stack(readable[PART_SIGNATURES].to_numpy())
-        by_part = part_neighbours(signatures, parts, rows, settings.candidates_by_part, search)
+        by_part = part_neighbours(signatures, readable[PART_SIGNATURES].to_numpy(), rows,
+                                  settings.candidates_by_part, search)
         chosen.append(by_part[[PAIR_A, PAIR_B]])
     if settings.candidates_by_structure and len(readable):
         structures = np.stack(readable[STRUCTURE].to_numpy())
