@@ -46,7 +46,6 @@ import cv2
 import numba
 import numpy as np
 import pandas as pd
-import scipy.fft
 from PIL import Image
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import reverse_cuthill_mckee
@@ -69,7 +68,7 @@ from tasks.similarity import (
 Relation = Literal["duplicate", "overlap", "none"]
 DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-15"
+METHOD_VERSION = "orb-ransac+correlation-16"
 # Columns verify_pairs adds to a frame of pairs.
 RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
 COLOUR_SIMILARITY = "colour_similarity"
@@ -150,7 +149,8 @@ _COVERED_SHARE = 0.1
 _MAX_STRETCH, _MAX_PERSPECTIVE, _MIN_SPREAD = 2.0, 1.5, 2.0
 # Correlation phases are kept in this many steps of a turn (one byte each): see `_phases`.
 _PHASE_LEVELS = 256
-_UNIT_AT_PHASE = np.exp(2j * np.pi * np.arange(_PHASE_LEVELS) / _PHASE_LEVELS).astype(np.complex64)
+_COSINES = np.cos(2 * np.pi * np.arange(_PHASE_LEVELS) / _PHASE_LEVELS).astype(np.float32)
+_SINES = np.sin(2 * np.pi * np.arange(_PHASE_LEVELS) / _PHASE_LEVELS).astype(np.float32)
 # What Pillow raises on files it cannot decode (missing, truncated, not an image, too large).
 _UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -648,6 +648,38 @@ def _phases(detail: np.ndarray) -> np.ndarray:
     return (np.rint(angles * (_PHASE_LEVELS / (2 * np.pi))).astype(np.int32) % _PHASE_LEVELS).astype(np.uint8)
 
 
+@numba.njit(nogil=True, cache=True)
+def _packed_cross_power(
+    fixed_phases: np.ndarray, moving_phases: np.ndarray, cosines: np.ndarray, sines: np.ndarray
+) -> np.ndarray:
+    """The whitened cross-power spectrum of two views from their phases (`_phases`, the half spectrum of a square
+    canvas), packed as OpenCV's inverse real transform reads it (CCS: its first and last columns hold the real
+    sequences of the spectrum's first and middle columns, the others real and imaginary parts side by side).
+
+    Unit numbers multiply by adding phases: each coefficient is the unit number at the difference of the two
+    phases, modulo a turn. Packed here and inverted by OpenCV, a surface costs about half of scipy's irfft2 of
+    the complex spectrum, and none of it holds the GIL."""
+    rows, half = fixed_phases.shape
+    columns, levels = 2 * (half - 1), cosines.size
+    packed = np.empty((rows, columns), np.float32)
+    for row in range(rows):
+        for column in range(1, half - 1):
+            level = (np.int32(fixed_phases[row, column]) - np.int32(moving_phases[row, column])) % levels
+            packed[row, 2 * column - 1] = cosines[level]
+            packed[row, 2 * column] = sines[level]
+    for column, target in ((0, 0), (half - 1, columns - 1)):
+        for row in range(rows // 2 + 1):
+            level = (np.int32(fixed_phases[row, column]) - np.int32(moving_phases[row, column])) % levels
+            if row == 0:
+                packed[0, target] = cosines[level]
+            elif row == rows // 2:
+                packed[rows - 1, target] = cosines[level]
+            else:
+                packed[2 * row - 1, target] = cosines[level]
+                packed[2 * row, target] = sines[level]
+    return packed
+
+
 def _views(thumbnail: np.ndarray, zooms: tuple[float, ...]) -> list[np.ndarray]:
     """The views a correlation compares: the thumbnail, then the thumbnail shrunk by each of `zooms`.
 
@@ -656,10 +688,26 @@ def _views(thumbnail: np.ndarray, zooms: tuple[float, ...]) -> list[np.ndarray]:
     return [thumbnail, *(_resized(thumbnail, 1.0 / zoom) for zoom in zooms)]
 
 
+@numba.njit(nogil=True, cache=True)
 def _normalised_correlation(first: np.ndarray, second: np.ndarray) -> float:
-    first, second = first - first.mean(), second - second.mean()
-    energy = math.sqrt(float((first * first).sum()) * float((second * second).sum()))
-    return float((first * second).sum()) / energy if energy > 0.0 else -1.0
+    """The normalised cross-correlation of two 2-D arrays of one shape; -1 if either is flat. Compiled, in two
+    passes over the pixels (means, then centred sums in float64): numpy's eight passes hold the GIL between them."""
+    rows, columns = first.shape
+    mean_first = mean_second = 0.0
+    for row in range(rows):
+        for column in range(columns):
+            mean_first += first[row, column]
+            mean_second += second[row, column]
+    mean_first, mean_second = mean_first / first.size, mean_second / first.size
+    product = energy_first = energy_second = 0.0
+    for row in range(rows):
+        for column in range(columns):
+            centred_first, centred_second = first[row, column] - mean_first, second[row, column] - mean_second
+            product += centred_first * centred_second
+            energy_first += centred_first * centred_first
+            energy_second += centred_second * centred_second
+    energy = math.sqrt(energy_first * energy_second)
+    return product / energy if energy > 0.0 else -1.0
 
 
 def _overlap_area(fixed: np.ndarray, moving: np.ndarray, dy: int, dx: int) -> int:
@@ -706,11 +754,9 @@ def _align(
     (the largest of equals) among those overlapping by at least `min_area` (-1 and 0 if none), the height of the
     correlation surface's peak as a share of its sum, and where `moving`'s top-left corner lies in `fixed`
     (dy, dx)."""
-    # Unit numbers multiply by adding phases: the cross-power spectrum is the unit number at the difference of
-    # the two phases, which uint8 arithmetic takes modulo a turn. The inverse transform divides by its size, so
-    # that the surface sums to 1.
-    cross = _UNIT_AT_PHASE[fixed_phases - moving_phases]
-    surface = scipy.fft.irfft2(cross, s=(_THUMBNAIL_SIDE, _THUMBNAIL_SIDE))
+    # The inverse transform divides by its size, so that the surface sums to 1.
+    surface = cv2.idft(_packed_cross_power(fixed_phases, moving_phases, _COSINES, _SINES),
+                       flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
     peak_y, peak_x = divmod(int(surface.argmax()), _THUMBNAIL_SIDE)
     peak = float(surface[peak_y, peak_x])
     best = (-1.0, 0, peak, (0, 0))
@@ -728,40 +774,51 @@ def _align(
 
 
 @numba.njit(nogil=True, cache=True)
-def _normalised_products(
+def _best_normalised_product(
     products: np.ndarray, fixed_sums: np.ndarray, moving_sums: np.ndarray, min_area: float
-) -> np.ndarray:
-    """`products` (the circular cross-correlation of two details, padded so that no shift wraps onto another)
-    divided, at each shift, by the root of both details' energy inside the overlap, taken from integral images of
-    the squared details (`fixed_sums`, `moving_sums`): the normalised cross-correlation of each placement of the
-    moving detail's top-left corner at (dy, dx), indexed [dy mod rows, dx mod columns]; -1 where the overlap is
-    smaller than `min_area` pixels or flat."""
+) -> tuple[float, int, int]:
+    """The placement whose entry of `products` (the circular cross-correlation of two details, padded so that no
+    shift wraps onto another, indexed [dy mod rows, dx mod columns]) is largest once divided by the root of both
+    details' energy inside the overlap, taken from integral images of the squared details (`fixed_sums`,
+    `moving_sums`): its normalised cross-correlation and where the moving detail's top-left corner lies in the
+    fixed one's frame (dy, dx), among placements overlapping by `min_area` pixels or more with a positive product
+    (the first of equals, row by row); -1, 0, 0 if there is none.
+
+    Only the best is needed, so products are compared squared, without a root or a division per placement."""
     padded_rows, padded_columns = products.shape
     fixed_rows, fixed_columns = fixed_sums.shape[0] - 1, fixed_sums.shape[1] - 1
     moving_rows, moving_columns = moving_sums.shape[0] - 1, moving_sums.shape[1] - 1
-    correlations = np.full(products.shape, -1.0, np.float32)
+    best_product, best_energy, best_dy, best_dx = 0.0, 1.0, 0, 0
     for row in range(padded_rows):
         dy = row if row < fixed_rows else row - padded_rows
         top, bottom = max(0, dy), min(fixed_rows, dy + moving_rows)
+        if bottom <= top:
+            continue
         for column in range(padded_columns):
+            product = float(products[row, column])
+            if product <= 0.0:
+                continue
             dx = column if column < fixed_columns else column - padded_columns
             left, right = max(0, dx), min(fixed_columns, dx + moving_columns)
-            if bottom <= top or right <= left or (bottom - top) * (right - left) < min_area:
+            if right <= left or (bottom - top) * (right - left) < min_area:
                 continue
             fixed_energy = (fixed_sums[bottom, right] - fixed_sums[top, right]
                             - fixed_sums[bottom, left] + fixed_sums[top, left])
             moving_energy = (moving_sums[bottom - dy, right - dx] - moving_sums[top - dy, right - dx]
                              - moving_sums[bottom - dy, left - dx] + moving_sums[top - dy, left - dx])
-            if fixed_energy > 0.0 and moving_energy > 0.0:
-                correlations[row, column] = products[row, column] / math.sqrt(fixed_energy * moving_energy)
-    return correlations
+            energy = fixed_energy * moving_energy
+            if energy > 0.0 and product * product * best_energy > best_product * best_product * energy:
+                best_product, best_energy, best_dy, best_dx = product, energy, dy, dx
+    if best_product == 0.0:
+        return -1.0, 0, 0
+    return best_product / math.sqrt(best_energy), best_dy, best_dx
 
 
-def _shift_correlations(fixed: np.ndarray, moving: np.ndarray, min_area: float) -> np.ndarray:
-    """The normalised cross-correlation of two details (float32) over their overlap, for every placement of
-    `moving`'s top-left corner at (dy, dx) in `fixed`'s frame that overlaps by `min_area` pixels or more (-1 for
-    the others), indexed [dy mod rows, dx mod columns] of a shape with room for every shift. Details have a mean
-    near zero, so none is removed."""
+def _best_shift(fixed: np.ndarray, moving: np.ndarray, min_area: float) -> tuple[float, int, int]:
+    """The placement of `moving`'s top-left corner at (dy, dx) in `fixed`'s frame whose overlap, of `min_area`
+    pixels or more, gives two details (float32) the highest normalised cross-correlation, and that correlation
+    (`_best_normalised_product`: -1, 0, 0 if none is positive). Details have a mean near zero, so none is
+    removed."""
     padded = (fixed.shape[0] + moving.shape[0], fixed.shape[1] + moving.shape[1])
     spectra = []
     for detail in (fixed, moving):
@@ -770,7 +827,7 @@ def _shift_correlations(fixed: np.ndarray, moving: np.ndarray, min_area: float) 
         # OpenCV's packed real transform takes about half of scipy's time at this size.
         spectra.append(cv2.dft(canvas, nonzeroRows=detail.shape[0]))
     products = cv2.idft(cv2.mulSpectrums(*spectra, 0, conjB=True), flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
-    return _normalised_products(
+    return _best_normalised_product(
         products, cv2.integral(fixed * fixed, sdepth=cv2.CV_64F), cv2.integral(moving * moving, sdepth=cv2.CV_64F),
         min_area,
     )
@@ -786,14 +843,11 @@ def _search_placements(
     (`_DISTINCT_OFFSET`)."""
     min_area = settings.correlation_min_overlap * _THUMBNAIL_SIDE**2
     small_fixed, small_moving = _resized(fixed, _SEARCH_SCALE), _resized(moving, _SEARCH_SCALE)
-    estimates = _shift_correlations(_detail(small_fixed), _detail(small_moving), min_area * _SEARCH_SCALE**2)
-    row, column = np.unravel_index(int(estimates.argmax()), estimates.shape)
-    if estimates[row, column] < _SEARCH_FLOOR:
+    estimate, half_dy, half_dx = _best_shift(_detail(small_fixed), _detail(small_moving), min_area * _SEARCH_SCALE**2)
+    if estimate < _SEARCH_FLOOR:
         return -1.0, 0, (0, 0)
 
-    # The shift as `_shift_correlations` indexes it, at full size: one of four, give or take the resizing.
-    half_dy = row if row < small_fixed.shape[0] else row - estimates.shape[0]
-    half_dx = column if column < small_fixed.shape[1] else column - estimates.shape[1]
+    # The shift at full size: one of four, give or take the resizing.
     centre_dy, centre_dx = round(half_dy / _SEARCH_SCALE), round(half_dx / _SEARCH_SCALE)
     best = (-1.0, 0, 0, 0)
     for dy, dx in itertools.product(range(centre_dy - 1, centre_dy + 2), range(centre_dx - 1, centre_dx + 2)):

@@ -270,23 +270,30 @@ def test_a_placement_along_parallel_lines_is_not_distinct() -> None:
 
 
 @pytest.mark.parametrize(("fixed_shape", "moving_shape"), [((12, 12), (12, 12)), ((9, 14), (13, 6))])
-def test_shift_correlations_are_the_normalised_products_at_each_shift(
-    fixed_shape: tuple[int, int], moving_shape: tuple[int, int]
+@pytest.mark.parametrize("seed", range(4))
+def test_best_shift_is_the_best_normalised_product_of_every_shift(
+    fixed_shape: tuple[int, int], moving_shape: tuple[int, int], seed: int
 ) -> None:
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     fixed, moving = (rng.standard_normal(shape).astype(np.float32) for shape in (fixed_shape, moving_shape))
     min_area = 20
-
-    correlations = verify._shift_correlations(fixed, moving, min_area)
-
-    rows, columns = correlations.shape
+    expected: dict[tuple[int, int], float] = {}
     for dy in range(1 - moving_shape[0], fixed_shape[0]):
         for dx in range(1 - moving_shape[1], fixed_shape[1]):
             region_fixed, region_moving = verify._overlap(fixed, moving, dy, dx)
-            expected = float((region_fixed * region_moving).sum()) / math.sqrt(
-                float((region_fixed**2).sum()) * float((region_moving**2).sum())
-            ) if region_fixed.size >= min_area else -1.0
-            assert correlations[dy % rows, dx % columns] == pytest.approx(expected, abs=1e-5)
+            if region_fixed.size >= min_area:
+                expected[dy, dx] = float((region_fixed * region_moving).sum()) / math.sqrt(
+                    float((region_fixed**2).sum()) * float((region_moving**2).sum()))
+
+    correlation, dy, dx = verify._best_shift(fixed, moving, min_area)
+
+    assert correlation == pytest.approx(max(expected.values()), abs=1e-5)
+    assert expected[dy, dx] == pytest.approx(correlation, abs=1e-5)
+
+
+def test_best_shift_finds_none_without_a_positive_correlation() -> None:
+    fixed = np.tile(np.float32([1.0, -1.0]), (8, 4))
+    assert verify._best_shift(fixed, -fixed, fixed.size) == (-1.0, 0, 0)
 
 
 @pytest.mark.parametrize("name", ["cIndustry/c010.jpg", "eForest/e020.jpg", "gParking/g030.jpg"])
@@ -1010,3 +1017,20 @@ def test_correlation_must_hold_in_both_halves_of_the_overlap() -> None:
     assert verify._normalised_correlation(fixed, moving) > 0.9
     assert verify._overlap_correlation(fixed, moving, 0, 0, min_half=0.5) == -1.0
     assert verify._overlap_correlation(fixed, moving, 0, 0, min_half=-1.0) > 0.9
+
+
+def test_packed_cross_power_inverts_to_the_phase_correlation_surface() -> None:
+    """OpenCV's inverse of the packed spectrum is the inverse real transform of the whitened cross-power spectrum
+    (numpy's, as the reference), and peaks at the shift between two views."""
+    rng = np.random.default_rng(2)
+    view = rng.integers(0, 256, (verify._THUMBNAIL_SIDE, verify._THUMBNAIL_SIDE), np.uint8)
+    shifted = np.roll(view, (5, -9), axis=(0, 1))
+    fixed_phases, moving_phases = (verify._phases(verify._detail(image)) for image in (view, shifted))
+    difference = 2 * np.pi * (fixed_phases.astype(np.float64) - moving_phases) / verify._PHASE_LEVELS
+    expected = np.fft.irfft2(np.exp(1j * difference), s=view.shape)
+
+    surface = cv2.idft(verify._packed_cross_power(fixed_phases, moving_phases, verify._COSINES, verify._SINES),
+                       flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
+
+    np.testing.assert_allclose(surface, expected, atol=1e-6)
+    assert np.unravel_index(surface.argmax(), surface.shape) == (verify._THUMBNAIL_SIDE - 5, 9)
