@@ -345,15 +345,17 @@ def extract_features(path: str | Path, settings: VerificationConfig = Verificati
     # the strongest are mirrored: a mirrored copy shares most of its corners, so a few suffice, and the mirror
     # retry then costs a fraction of the direct match.
     width = gray.shape[1]
-    mirrored_keypoints = [
-        cv2.KeyPoint(width - 1 - k.pt[0], k.pt[1], k.size, (180.0 - k.angle) % 360.0, k.response, k.octave)
-        for k in (keypoints[i] for i in strongest_first[: settings.mirror_features])
-    ]
+    points, descriptors = _as_arrays(keypoints, descriptors)
+    points, descriptors = points[strongest_first], descriptors[strongest_first]
+    # The strongest keypoints are turned into their mirror images in place (no longer needed as they were):
+    # constructing new ones would release and retake the GIL once per keypoint, which stalls the other threads.
+    mirrored_keypoints = [keypoints[i] for i in strongest_first[: settings.mirror_features]]
+    for keypoint in mirrored_keypoints:
+        keypoint.pt = (width - 1 - keypoint.pt[0], keypoint.pt[1])
+        keypoint.angle = (180.0 - keypoint.angle) % 360.0
     mirrored_keypoints, mirror_descriptors = _orb(settings, settings.fast_threshold).compute(
         cv2.flip(gray, 1), mirrored_keypoints
     ) if mirrored_keypoints else ((), None)
-    points, descriptors = _as_arrays(keypoints, descriptors)
-    points, descriptors = points[strongest_first], descriptors[strongest_first]
     mirror_points, mirror_descriptors = _as_arrays(mirrored_keypoints, mirror_descriptors)
     zooms = settings.correlation_zooms
     views = _views(thumbnail, zooms) if thumbnail.size else []
