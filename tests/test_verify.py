@@ -1034,3 +1034,21 @@ def test_packed_cross_power_inverts_to_the_phase_correlation_surface() -> None:
 
     np.testing.assert_allclose(surface, expected, atol=1e-6)
     assert np.unravel_index(surface.argmax(), surface.shape) == (verify._THUMBNAIL_SIDE - 5, 9)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_one_to_one_matches_keep_the_closest_ratio_test_match_of_each_target(seed: int) -> None:
+    """The reference: the ratio test, a stable sort by distance and numpy's first occurrence of each target,
+    which also orders the matches by target (RANSAC samples them in that order)."""
+    rng = np.random.default_rng(seed)
+    sources, targets = int(rng.integers(1, 60)), int(rng.integers(2, 40))
+    nearest = rng.integers(0, 40, sources)
+    distances = np.column_stack([nearest, nearest + rng.integers(0, 30, sources)]).astype(np.int32)
+    neighbours = rng.integers(0, targets, (sources, 2)).astype(np.int32)
+    passing = np.flatnonzero(distances[:, 0] < 0.8 * distances[:, 1])
+    passing = passing[np.argsort(distances[passing, 0], kind="stable")]
+    expected = passing[np.unique(neighbours[passing, 0], return_index=True)[1]]
+
+    matches = verify._one_to_one_matches(distances, neighbours, 0.8, targets)
+
+    np.testing.assert_array_equal(matches, expected)
