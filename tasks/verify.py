@@ -667,7 +667,7 @@ def _packed_cross_power(
     fixed_phases: np.ndarray, moving_phases: np.ndarray, cosines: np.ndarray, sines: np.ndarray
 ) -> np.ndarray:
     """The whitened cross-power spectrum of two views from their phases (`_phases`, the half spectrum of a square
-    canvas), packed as OpenCV's inverse real transform reads it (CCS: its first and last columns hold the real
+    canvas of even side), packed as OpenCV's inverse real transform reads it (CCS: its first and last columns hold the real
     sequences of the spectrum's first and middle columns, the others real and imaginary parts side by side).
 
     Unit numbers multiply by adding phases: each coefficient is the unit number at the difference of the two
