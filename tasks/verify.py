@@ -667,8 +667,9 @@ def _packed_cross_power(
     fixed_phases: np.ndarray, moving_phases: np.ndarray, cosines: np.ndarray, sines: np.ndarray
 ) -> np.ndarray:
     """The whitened cross-power spectrum of two views from their phases (`_phases`, the half spectrum of a square
-    canvas of even side), packed as OpenCV's inverse real transform reads it (CCS: its first and last columns hold the real
-    sequences of the spectrum's first and middle columns, the others real and imaginary parts side by side).
+    canvas of even side), packed as OpenCV's inverse real transform reads it (CCS: its first and last columns
+    hold the real sequences of the spectrum's first and middle columns, the others real and imaginary parts side
+    by side).
 
     Unit numbers multiply by adding phases: each coefficient is the unit number at the difference of the two
     phases, modulo a turn. Packed here and inverted by OpenCV, a surface costs about half of scipy's irfft2 of
@@ -677,20 +678,18 @@ def _packed_cross_power(
     columns, levels = 2 * (half - 1), cosines.size
     packed = np.empty((rows, columns), np.float32)
     for row in range(rows):
-        for column in range(1, half - 1):
+        for column in range(half):
             level = (np.int32(fixed_phases[row, column]) - np.int32(moving_phases[row, column])) % levels
-            packed[row, 2 * column - 1] = cosines[level]
-            packed[row, 2 * column] = sines[level]
-    for column, target in ((0, 0), (half - 1, columns - 1)):
-        for row in range(rows // 2 + 1):
-            level = (np.int32(fixed_phases[row, column]) - np.int32(moving_phases[row, column])) % levels
-            if row == 0:
-                packed[0, target] = cosines[level]
-            elif row == rows // 2:
-                packed[rows - 1, target] = cosines[level]
-            else:
-                packed[2 * row - 1, target] = cosines[level]
-                packed[2 * row, target] = sines[level]
+            if 0 < column < half - 1:
+                packed[row, 2 * column - 1], packed[row, 2 * column] = cosines[level], sines[level]
+                continue
+            # The first and middle columns transform real sequences: CCS keeps the upper half of each, and the
+            # imaginary parts of its two real ends not at all.
+            target = 0 if column == 0 else columns - 1
+            if row == 0 or row == rows // 2:
+                packed[0 if row == 0 else rows - 1, target] = cosines[level]
+            elif row < rows // 2:
+                packed[2 * row - 1, target], packed[2 * row, target] = cosines[level], sines[level]
     return packed
 
 
