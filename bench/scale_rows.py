@@ -59,10 +59,14 @@ from tasks.expectations import run_expectations
 from tasks.imagestats import (
     PART_SIGNATURES, PART_WINDOWS, SIGNATURE, SIGNATURE_LENGTH, STRUCTURE, STRUCTURE_FREQUENCIES,
 )
+from tasks.geometry import IDENTITY
 from tasks.outputs import new_staging, publish, summarize, write_staged
-from tasks.schema import Col
+from tasks.relations import build_relations, pairs_with_paths
+from tasks.schema import Check, Col, Relation
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, unordered_pairs
-from tasks.verify import COLOUR_SIMILARITY, COVERAGE, DUPLICATE, INLIERS, MATCH_SCORE, OVERLAP, RELATION, TRANSFORM
+from tasks.verify import (
+    A_TO_B, COLOUR_SIMILARITY, EVIDENCE, INLIERS, MATCH_SCORE, SHARE_A, SHARE_B, TRANSFORM,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -80,6 +84,7 @@ SHARES = {
     "blurry": 0.001, "dark": 0.001, "bright": 0.0005, "outlier": 0.0003,
 }
 GROUP_SIZES, GROUP_SIZE_P = [2, 3, 4, 5, 6], [0.75, 0.15, 0.05, 0.03, 0.02]
+DUPLICATE, OVERLAP = Relation.DUPLICATE.value, Relation.OVERLAP.value
 DUPLICATE_TRANSFORMS = ["same", "rescale", "crop+rescale", "rotate90", "rotate270", "hflip", "rotate180", "crop"]
 OVERLAP_TRANSFORMS = ["shift", "shift+rescale", "rotate90+shift", "hflip+shift"]
 CORRUPT_ERRORS = [
@@ -219,10 +224,11 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
 
     # Groups: byte-identical copies share everything ingest measured; other copies are near.
     relations, edges = [], []
-    exact_copies = 0
+    exact_copies = duplicate_groups = 0
     for group in groups:
         original, copies = group[0], group[1:]
         relation = DUPLICATE if rng.random() < 0.75 else OVERLAP
+        duplicate_groups += relation == DUPLICATE
         for position, copy in enumerate(copies):
             if relation == DUPLICATE and rng.random() < 0.30:
                 exact_copies += 1
@@ -321,23 +327,27 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
         unanalysed={int(row): str(rng.choice(ENGINE_ERRORS)) for row in unanalysed},
     )
 
-    # Verified matches, as verify_candidates returns them (only pairs whose relation is not "none").
+    # Verified matches, as verify_candidates returns them (only accepted pairs), with shares that make a duplicate
+    # or an overlap of each at the default decisions.duplicate_share.
     duplicate = group_relation == DUPLICATE
     matches = pd.DataFrame({
         PAIR_A: np.minimum(group_a, group_b), PAIR_B: np.maximum(group_a, group_b),
     })
     matches = matches.merge(pairs, on=[PAIR_A, PAIR_B], how="left")
     matches[COLOUR_SIMILARITY] = np.einsum("ij,ij->i", signatures[group_a], signatures[group_b]).astype(np.float32)
-    matches[RELATION] = pd.Series(group_relation, dtype="str")
+    matches[EVIDENCE] = pd.Series(np.where(duplicate, Check.KEYPOINTS.value, Check.PHASE_CORRELATION.value),
+                                  dtype="str")
     matches[MATCH_SCORE] = np.where(duplicate, rng.uniform(0.6, 0.95, len(edges)), rng.uniform(0.3, 0.6, len(edges)))
     matches[INLIERS] = rng.integers(20, 200, len(edges)).astype(np.int64)
     matches[TRANSFORM] = pd.Series(group_transform, dtype="str")
-    matches[COVERAGE] = np.where(duplicate, rng.uniform(0.95, 1.0, len(edges)), rng.uniform(0.3, 0.8, len(edges)))
+    for share in (SHARE_A, SHARE_B):
+        matches[share] = np.where(duplicate, rng.uniform(0.9, 1.0, len(edges)), rng.uniform(0.2, 0.6, len(edges)))
+    matches[A_TO_B] = pd.Series([IDENTITY.ravel()] * len(edges), dtype=object)
     matches = matches.sort_values([PAIR_A, PAIR_B]).reset_index(drop=True)
 
     counts = {
         "files": n, "splits": {s: int((layout[Col.SPLIT] == s).sum()) for s in SPLITS}, "labels": len(LABELS),
-        "unlabeled": int(layout[Col.LABEL].isna().sum()), "groups": len(groups),
+        "unlabeled": int(layout[Col.LABEL].isna().sum()), "groups": len(groups), "duplicate_groups": duplicate_groups,
         "grouped_files": sum(len(g) for g in groups), "exact_copies": exact_copies,
         "matches": len(matches), "overlap_matches": int((~duplicate).sum()), "corrupt": len(corrupt),
         "unanalysed": len(unanalysed), "blurry": len(blurry), "dark": len(dark), "bright": len(bright),
@@ -418,11 +428,14 @@ def run_stages(generated: Generated, out: Path, profiler: cProfile.Profile | Non
     out.mkdir(parents=True)
     stages = Stages(profiler)
     staging = new_staging(out)
-    manifest = stages.run("classify", classify, generated.files, generated.similarity, generated.matches, config, {})
+    relations = stages.run("relations", build_relations, generated.files, generated.matches,
+                           config.decisions.duplicate_share)
+    manifest = stages.run("classify", classify, generated.files, generated.similarity, relations, config, {})
+    pairs = stages.run("pairs", pairs_with_paths, relations, manifest.set_index(Col.ROW)[Col.PATH])
     # The flow pays Great Expectations' import inside this stage, once per process: shown on its own line.
     stages.run("import GX", importlib.import_module, "great_expectations")
-    gate = stages.run("expectations", run_expectations, manifest, config, staging / "quality" / "data_docs")
-    summary = stages.run("summarize", summarize, manifest, generated.similarity, bands, [], gate)
+    gate = stages.run("expectations", run_expectations, manifest, pairs, config, staging / "quality" / "data_docs")
+    summary = stages.run("summarize", summarize, manifest, pairs, generated.similarity, bands, [], gate)
     write_report = outputs.write_report
     report: dict[str, float] = {}
 
@@ -436,7 +449,7 @@ def run_stages(generated: Generated, out: Path, profiler: cProfile.Profile | Non
     outputs.write_report = timed_report  # to tell the report's share of writing apart
     try:
         metadata = {"benchmark": "scale_rows", "rows": len(manifest)}
-        stages.run("write_staged", write_staged, staging, manifest, summary, gate, metadata,
+        stages.run("write_staged", write_staged, staging, manifest, pairs, summary, gate, metadata,
                    "Curate report: scale_rows", generated.similarity.pairs[SIMILARITY].to_numpy(), bands)
     finally:
         outputs.write_report = write_report

@@ -1,4 +1,5 @@
-"""The `curate` Prefect flow and its command line: ingest → similarity → verify → classify → expectations → outputs.
+"""The `curate` Prefect flow and its command line: ingest → similarity → verify → relations → classify →
+expectations → outputs.
 
     python -m flows.curate [--split NAME=DIR ...] [--out DIR] [--config FILE] [--set KEY=VALUE ...]
                            [--dask-address ADDRESS] [--dry-run]
@@ -43,7 +44,8 @@ from tasks.outputs import (
     write_staged,
 )
 from tasks.overrides import read_overrides
-from tasks.schema import Band
+from tasks.relations import build_relations, pairs_with_paths
+from tasks.schema import Band, Col
 from tasks.similarity import SIMILARITY, Similarity, compute_similarity
 from tasks.verify import verify_candidates
 
@@ -68,16 +70,23 @@ def cache_folder(config: CurateConfig) -> Path | None:
 
 
 # Stages: thin wrappers over the plain functions in `tasks/`. No caching on DataFrame inputs (hashing is slow).
+@task(name="relations", cache_policy=NO_CACHE)
+def relations_task(files: pd.DataFrame, matches: pd.DataFrame, duplicate_share: float) -> pd.DataFrame:
+    return build_relations(files, matches, duplicate_share)
+
+
 @task(name="classify", cache_policy=NO_CACHE)
 def classify_task(
-    files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig, overrides: dict
+    files: pd.DataFrame, similarity: Similarity, relations: pd.DataFrame, config: CurateConfig, overrides: dict
 ) -> pd.DataFrame:
-    return classify(files, similarity, matches, config, overrides)
+    return classify(files, similarity, relations, config, overrides)
 
 
 @task(name="expectations", cache_policy=NO_CACHE)
-def expectations_task(manifest: pd.DataFrame, config: CurateConfig, docs_dir: Path) -> GateResult:
-    return run_expectations(manifest, config, docs_dir)
+def expectations_task(
+    manifest: pd.DataFrame, pairs: pd.DataFrame, config: CurateConfig, docs_dir: Path
+) -> GateResult:
+    return run_expectations(manifest, pairs, config, docs_dir)
 
 
 @task(name="write-outputs", cache_policy=NO_CACHE)
@@ -85,6 +94,7 @@ def write_outputs_task(
     staging: Path,
     out: Path,
     manifest: pd.DataFrame,
+    pairs: pd.DataFrame,
     summary: dict,
     gate: GateResult,
     run_metadata: dict,
@@ -93,7 +103,7 @@ def write_outputs_task(
     bands: dict[Band, float],
 ) -> OutputPaths:
     write_staged(
-        staging, manifest, summary, gate, run_metadata, title, similarity.pairs[SIMILARITY].to_numpy(), bands
+        staging, manifest, pairs, summary, gate, run_metadata, title, similarity.pairs[SIMILARITY].to_numpy(), bands
     )
     return publish(staging, out)
 
@@ -208,14 +218,17 @@ def curate(
                 concurrent_chunks=concurrent_chunks(config.runner),
                 feature_cache_bytes=config.runner.feature_cache_mb * 2**20,
             )
-        manifest = _timed(timings, "classify", classify_task, files, similarity, matches, config, overrides)
-        gate = _timed(timings, "expectations", expectations_task, manifest, config, staging / "quality" / "data_docs")
+        relations = _timed(timings, "relations", relations_task, files, matches, config.decisions.duplicate_share)
+        manifest = _timed(timings, "classify", classify_task, files, similarity, relations, config, overrides)
+        pairs = pairs_with_paths(relations, manifest.set_index(Col.ROW)[Col.PATH])
+        gate = _timed(timings, "expectations", expectations_task, manifest, pairs, config,
+                      staging / "quality" / "data_docs")
         bands = config.bands.thresholds()
-        summary = summarize(manifest, similarity, bands, [str(p) for p in inventory.ignored], gate)
+        summary = summarize(manifest, pairs, similarity, bands, [str(p) for p in inventory.ignored], gate)
         title = f"Curate report: {name}"
         paths = write_outputs_task(
-            staging, out_dir, manifest, summary, gate, _run_metadata(config, similarity, started, timings), title,
-            similarity, bands,
+            staging, out_dir, manifest, pairs, summary, gate, _run_metadata(config, similarity, started, timings),
+            title, similarity, bands,
         )
     publish_artifacts_task(summary, paths, title)
     if not gate.success:

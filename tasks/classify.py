@@ -1,11 +1,11 @@
-"""Classification: from ingest rows, similarity pairs and statistics to issues, duplicate groups and actions.
+"""Classification: from ingest rows, similarity pairs, relations and statistics to issues and duplicate sets.
 
 Each issue type has one detector, registered in `DETECTORS`; the issue vocabulary itself lives in
 `tasks.schema.Issue`, and a check at import time fails if an issue has no detector (or two).
 
-Duplicate groups are the connected components of exact (same sha256) pairs and of pairs that geometric
-verification found to show the same scene (duplicates) or part of it (overlaps). Similarity bands are reported.
-Exactly one member of each group is kept, chosen by `choose_keepers` (the rule is in the README).
+Duplicate sets (`dup_group`) are the connected components of `exact` and `duplicate` relations (`tasks.relations`);
+overlaps never join them, so a chain of overlapping tiles is not one group. Similarity bands are reported. What
+happens to each file is decided from the issues and the relations in `tasks.decisions`.
 """
 
 import contextlib
@@ -19,22 +19,22 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from tasks.config import CurateConfig
+from tasks.decisions import ENGINE_ERROR, decide
 from tasks.imagestats import robust_z
 from tasks.overrides import apply_overrides
-from tasks.schema import Action, Band, Col, Issue
+from tasks.schema import Action, Band, Col, Issue, PairCol, Relation
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, both_sides, neighbours_by_row
-from tasks.verify import DUPLICATE, MATCH_SCORE, OVERLAP, RELATION, TRANSFORM
 
-ENGINE_ERROR = "engine_error"  # why the similarity engine could not read a file Pillow decodes (evidence only)
+SAME_PICTURE = (Relation.EXACT.value, Relation.DUPLICATE.value)  # relations that join a duplicate set
+
 
 @dataclass(frozen=True)
 class Evidence:
-    """Everything detectors may look at. `files` is indexed by row and already holds statistics,
-    nearest neighbours, best verified matches and duplicate groups; `matches` holds the verified duplicate and
-    overlap pairs."""
+    """Everything detectors may look at. `files` is indexed by row and already holds statistics, nearest
+    neighbours, best relations and duplicate sets; `relations` holds every related pair (`tasks.relations`)."""
 
     files: pd.DataFrame
-    matches: pd.DataFrame  # verified pairs (row_a, row_b, relation, match_score, transform, ...)
+    relations: pd.DataFrame
     config: CurateConfig
     # Values several detectors share (anomaly strengths, similarity bands), computed once per evidence.
     computed: dict[str, pd.DataFrame | pd.Series] = field(default_factory=dict, compare=False, repr=False)
@@ -84,22 +84,19 @@ def connected_groups(n_rows: int, row_a: np.ndarray, row_b: np.ndarray) -> np.nd
     return groups
 
 
-def _exact_duplicate_edges(files: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Edges linking each readable file to the first file with the same sha256 (a star per hash)."""
-    readable = files.loc[files[Col.VALID], [Col.ROW, Col.SHA256]]
-    readable = readable[readable[Col.SHA256].duplicated(keep=False)]  # grouping only these is much faster
-    first = readable.groupby(Col.SHA256)[Col.ROW].transform("min")
-    linked = readable[readable[Col.ROW] != first]
-    return linked[Col.ROW].to_numpy(dtype=np.int64), first[linked.index].to_numpy(dtype=np.int64)
-
-
-def _density_ratio(neighbours: pd.DataFrame, k: int) -> pd.Series:
-    """Mean similarity of each row to its k nearest neighbours, divided by the same mean of those neighbours.
+def _density_ratio(neighbours: pd.DataFrame, same_picture: pd.DataFrame, k: int) -> pd.Series:
+    """Mean similarity of each row to its k nearest neighbours, divided by the same mean of those neighbours,
+    leaving out its own copies (the pairs of `same_picture`, relations of the same picture).
 
     About 1 where an image sits as densely as its neighbours; well below 1 for an image far from a dataset
-    whose other images are close to each other: a local-outlier-factor, so a sparse class is not flagged.
-    `neighbours` as `tasks.similarity.neighbours_by_row` returns them."""
+    whose other images are close to each other: a local-outlier-factor, so a sparse class is not flagged. A copy
+    is the same picture, not another one of the domain: left in, it made its twin look at home, however odd the
+    picture (overlapping tiles are distinct pictures and stay in). `neighbours` as
+    `tasks.similarity.neighbours_by_row` returns them."""
     nearest = neighbours[neighbours["rank"].to_numpy() < k]
+    copies = both_sides(same_picture[[PairCol.ROW_A, PairCol.ROW_B]])
+    nearest = nearest.merge(copies, on=["row", "other"], how="left", indicator=True)
+    nearest = nearest[(nearest.pop("_merge") == "left_only").to_numpy()]
     own = nearest.groupby("row")[SIMILARITY].mean()
     theirs = own.reindex(nearest["other"].to_numpy()).to_numpy()
     return own / pd.Series(theirs, index=nearest["row"].to_numpy()).groupby(level=0).mean()
@@ -118,33 +115,36 @@ def _nearest_neighbours(files: pd.DataFrame, neighbours: pd.DataFrame) -> pd.Dat
     )
 
 
-def _best_matches(frame: pd.DataFrame, matches: pd.DataFrame) -> pd.DataFrame:
-    """Each row's strongest verified match: a duplicate before an overlap, then the higher match score."""
-    both = both_sides(matches)
-    both = both.assign(is_overlap=both[RELATION] == OVERLAP)
-    best = both.sort_values(["row", "is_overlap", MATCH_SCORE, "other"], ascending=[True, True, False, True])
+def _best_matches(frame: pd.DataFrame, relations: pd.DataFrame) -> pd.DataFrame:
+    """Each row's strongest relation: exact, then duplicate, then overlap; then the higher score."""
+    both = both_sides(relations[[PairCol.ROW_A, PairCol.ROW_B, PairCol.RELATION, PairCol.SCORE, PairCol.TRANSFORM]])
+    strength = both[PairCol.RELATION].map({relation.value: rank for rank, relation in enumerate(Relation)})
+    best = both.assign(strength=strength).sort_values(["row", "strength", PairCol.SCORE, "other"],
+                                                      ascending=[True, True, False, True])
     best = best.drop_duplicates("row").set_index("row")
     return pd.DataFrame(
         {
             Col.MATCH_PATH: frame[Col.PATH].reindex(best["other"].to_numpy()).to_numpy(),
-            Col.MATCH_SCORE: best[MATCH_SCORE].astype("float64").to_numpy(),
-            Col.MATCH_TRANSFORM: best[TRANSFORM].to_numpy(),
+            Col.MATCH_SCORE: best[PairCol.SCORE].astype("float64").to_numpy(),
+            Col.MATCH_TRANSFORM: best[PairCol.TRANSFORM].to_numpy(),
         },
         index=best.index,
     )
 
 
 def build_evidence(
-    files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig
+    files: pd.DataFrame, similarity: Similarity, relations: pd.DataFrame, config: CurateConfig
 ) -> Evidence:
-    """Join ingest rows with nearest neighbours, verified matches, pair bands, clusters and duplicate groups."""
+    """Join ingest rows with nearest neighbours, relations, pair bands, clusters and duplicate sets."""
     frame = files.set_index(Col.ROW, drop=False).sort_index()
     frame[ENGINE_ERROR] = pd.Series(similarity.unanalysed, dtype="string").reindex(frame.index)
 
     pairs = similarity.pairs
     neighbours = neighbours_by_row(pairs)
     nearest = _nearest_neighbours(frame, neighbours)
-    frame[Col.DENSITY_RATIO] = _density_ratio(neighbours, config.similarity.nearest_neighbors).reindex(frame.index)
+    same = relations[relations[PairCol.RELATION].isin(SAME_PICTURE).to_numpy(dtype=bool)]
+    frame[Col.DENSITY_RATIO] = _density_ratio(neighbours, same, config.similarity.nearest_neighbors
+                                              ).reindex(frame.index)
     frame[Col.NN_PATH] = nearest[Col.NN_PATH].reindex(frame.index).astype("string")
     frame[Col.NN_SIMILARITY] = nearest[Col.NN_SIMILARITY].reindex(frame.index).astype("float64")
 
@@ -153,20 +153,16 @@ def build_evidence(
     clusters = connected_groups(n_rows, linked[PAIR_A].to_numpy(), linked[PAIR_B].to_numpy())
     frame[Col.CLUSTER] = pd.array(np.where(clusters >= 0, clusters, None), dtype="Int64")
 
-    best = _best_matches(frame, matches)
+    best = _best_matches(frame, relations)
     for column, dtype in ((Col.MATCH_PATH, "string"), (Col.MATCH_SCORE, "float64"), (Col.MATCH_TRANSFORM, "string")):
         frame[column] = best[column].reindex(frame.index).astype(dtype)
 
-    # Groups come from verified matches (duplicates and overlaps) and identical bytes, never from a similarity
-    # threshold alone: similarity ranks candidates, verification decides.
-    exact_a, exact_b = _exact_duplicate_edges(frame)
-    groups = connected_groups(
-        n_rows,
-        np.concatenate([matches[PAIR_A].to_numpy(dtype=np.int64), exact_a]),
-        np.concatenate([matches[PAIR_B].to_numpy(dtype=np.int64), exact_b]),
-    )
+    # Duplicate sets come from relations of the same picture, never from a similarity threshold alone (similarity
+    # ranks candidates, verification decides) and never from overlaps: tiles that share a strip are distinct.
+    groups = connected_groups(n_rows, same[PairCol.ROW_A].to_numpy(dtype=np.int64),
+                              same[PairCol.ROW_B].to_numpy(dtype=np.int64))
     frame[Col.DUP_GROUP] = pd.array(np.where(groups >= 0, groups, None), dtype="Int64")
-    return Evidence(files=frame, matches=matches, config=config)
+    return Evidence(files=frame, relations=relations, config=config)
 
 
 def _rows_in_band(evidence: Evidence, band: Band) -> pd.Series:
@@ -178,7 +174,7 @@ def _rows_in_band(evidence: Evidence, band: Band) -> pd.Series:
 
 
 def _group_has_many(evidence: Evidence, column: str) -> pd.Series:
-    """Rows whose duplicate group holds more than one distinct non-null value of `column`."""
+    """Rows whose duplicate set holds more than one distinct non-null value of `column`."""
     files = evidence.files
     grouped = files.loc[files[Col.DUP_GROUP].notna(), [Col.DUP_GROUP, column]]
     distinct = grouped.groupby(Col.DUP_GROUP)[column].nunique(dropna=True)
@@ -213,10 +209,16 @@ def _similar(evidence: Evidence) -> pd.Series:
     return _rows_in_band(evidence, Band.SIMILAR)
 
 
-def _strength(values: pd.Series, min_spread: float, threshold: float) -> pd.Series:
-    """How far below the dataset's median a value lies, in robust standard deviations, as a multiple of
-    `threshold` (> 1 = beyond it)."""
-    return (-robust_z(values, min_spread=min_spread) / threshold).fillna(0.0)
+def _strength(values: pd.Series, min_spread: float, threshold: float, baseline: pd.Series) -> pd.Series:
+    """How far below the median of the `baseline` rows a value lies, in robust standard deviations, as a multiple
+    of `threshold` (> 1 = beyond it)."""
+    return (-robust_z(values, min_spread=min_spread, baseline=baseline) / threshold).fillna(0.0)
+
+
+def one_per_duplicate_set(files: pd.DataFrame) -> pd.Series:
+    """Rows that stand for their picture once: every file outside a duplicate set, and each set's first row. What
+    is normal for a dataset is measured over these, so that many copies of one picture do not make it the norm."""
+    return files[Col.DUP_GROUP].isna() | ~files[Col.DUP_GROUP].duplicated()
 
 
 def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
@@ -226,25 +228,31 @@ def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
     but well-exposed scene is not blurry) and a low Laplacian variance (a dim or flat but sharp image is not
     blurry), or little fine detail in some direction (a smear); dark uses log brightness; bright the log distance
     from white of the black level (washed out) or of the mean (over-exposed: most of the image near white, though
-    its shadows remain); outlier the density ratio."""
+    its shadows remain); outlier the density ratio. Medians and spreads are taken over one file per duplicate
+    set (`one_per_duplicate_set`)."""
     if "anomaly_strengths" in evidence.computed:
         return evidence.computed["anomaly_strengths"]
     files, quality = evidence.files, evidence.config.quality
+    baseline = one_per_duplicate_set(files)
+
+    def strength(values: pd.Series, min_spread: float, threshold: float) -> pd.Series:
+        return _strength(values, min_spread, threshold, baseline)
+
     strengths = evidence.computed["anomaly_strengths"] = pd.DataFrame(
         {
             Issue.BLURRY.value: np.maximum(
                 np.minimum(
-                    _strength(files[Col.SHARPNESS], 0.1, quality.blurry_z),
-                    _strength(np.log1p(files[Col.BLUR]), 0.1, quality.blurry_z),
+                    strength(files[Col.SHARPNESS], 0.1, quality.blurry_z),
+                    strength(np.log1p(files[Col.BLUR]), 0.1, quality.blurry_z),
                 ),
-                _strength(files[Col.FINE_DETAIL], 0.02, quality.blurry_fine_detail_z),
+                strength(files[Col.FINE_DETAIL], 0.02, quality.blurry_fine_detail_z),
             ),
-            Issue.DARK.value: _strength(np.log1p(files[Col.BRIGHTNESS]), 0.05, quality.dark_z),
+            Issue.DARK.value: strength(np.log1p(files[Col.BRIGHTNESS]), 0.05, quality.dark_z),
             Issue.BRIGHT.value: np.maximum(
-                _strength(np.log(256.0 - files[Col.BLACK_LEVEL]), 0.05, quality.bright_z),
-                _strength(np.log(256.0 - files[Col.BRIGHTNESS]), 0.05, quality.bright_mean_z),
+                strength(np.log(256.0 - files[Col.BLACK_LEVEL]), 0.05, quality.bright_z),
+                strength(np.log(256.0 - files[Col.BRIGHTNESS]), 0.05, quality.bright_mean_z),
             ),
-            Issue.OUTLIER.value: _strength(files[Col.DENSITY_RATIO], 0.01, quality.outlier_z),
+            Issue.OUTLIER.value: strength(files[Col.DENSITY_RATIO], 0.01, quality.outlier_z),
         }
     )
     return strengths
@@ -262,20 +270,21 @@ def _anomaly(evidence: Evidence, issue: Issue) -> pd.Series:
     return (strengths[issue.value] > 1.0) & ~outlier
 
 
-def _rows_matched(evidence: Evidence, relation: str) -> pd.Series:
-    matches = evidence.matches[evidence.matches[RELATION] == relation]
-    rows = pd.concat([matches[PAIR_A], matches[PAIR_B]])
+def _rows_related(evidence: Evidence, related: pd.Series) -> pd.Series:
+    """Rows at either end of the relations where `related` holds."""
+    chosen = evidence.relations[related.to_numpy(dtype=bool)]
+    rows = np.concatenate([chosen[PairCol.ROW_A].to_numpy(), chosen[PairCol.ROW_B].to_numpy()])
     return evidence.files.index.to_series().isin(rows)
 
 
 @detector(Issue.NEAR_DUPLICATE)
 def _near_duplicate(evidence: Evidence) -> pd.Series:
-    return _rows_matched(evidence, DUPLICATE)
+    return _rows_related(evidence, evidence.relations[PairCol.RELATION] == Relation.DUPLICATE.value)
 
 
 @detector(Issue.OVERLAP)
 def _overlap(evidence: Evidence) -> pd.Series:
-    return _rows_matched(evidence, OVERLAP)
+    return _rows_related(evidence, evidence.relations[PairCol.RELATION] == Relation.OVERLAP.value)
 
 
 @detector(Issue.OUTLIER)
@@ -300,7 +309,14 @@ def _bright(evidence: Evidence) -> pd.Series:
 
 @detector(Issue.SPLIT_LEAK)
 def _split_leak(evidence: Evidence) -> pd.Series:
-    return _group_has_many(evidence, Col.SPLIT)
+    # A set of identical files is recorded as a star around its first file: two others in different splits are
+    # related too, though no row of the relations names them together.
+    files = evidence.files
+    identical = _exact_duplicate(evidence)
+    sets = files.loc[identical, [Col.SHA256, Col.SPLIT]]
+    spanning = sets.groupby(Col.SHA256)[Col.SPLIT].transform("nunique") > 1
+    return _rows_related(evidence, evidence.relations[PairCol.CROSS_SPLIT]) | files.index.isin(
+        spanning.index[spanning.to_numpy()])
 
 
 @detector(Issue.LABEL_CONFLICT)
@@ -317,88 +333,6 @@ def detect_issues(evidence: Evidence) -> pd.DataFrame:
     """One boolean column per issue, in vocabulary order."""
     flags = {issue.value: DETECTORS[issue](evidence).reindex(evidence.files.index).astype(bool) for issue in Issue}
     return pd.DataFrame(flags, index=evidence.files.index)
-
-
-def choose_keepers(evidence: Evidence, flags: pd.DataFrame) -> pd.Series:
-    """Row of the kept member of each duplicate group (index: group id). In order of preference: a file without
-    a dropped quality issue; an evaluation split (decisions.evaluation_splits, in their order); labeled over
-    unlabeled; more pixels; more bytes; then the first path in sort order."""
-    files = evidence.files
-    members = files.iloc[np.flatnonzero(files[Col.DUP_GROUP].notna().to_numpy(dtype=bool))]
-    dropped_issues = [issue.value for issue in evidence.config.decisions.drop]
-    evaluation_rank = {split: rank for rank, split in enumerate(evidence.config.decisions.evaluation_splits)}
-    keys = pd.DataFrame(
-        {
-            "group": members[Col.DUP_GROUP],
-            "flagged": flags.loc[members.index, dropped_issues].any(axis=1),
-            "split_rank": members[Col.SPLIT].map(lambda split: evaluation_rank.get(split, len(evaluation_rank))),
-            "unlabeled": members[Col.LABEL].isna(),
-            "pixels": -(members[Col.WIDTH].astype("float64") * members[Col.HEIGHT].astype("float64")),
-            "bytes": -members[Col.BYTES].astype("float64"),
-            "path": members[Col.PATH],
-            "row": members.index,
-        }
-    )
-    ordered = keys.sort_values(["group", "flagged", "split_rank", "unlabeled", "pixels", "bytes", "path"])
-    return ordered.drop_duplicates("group").set_index("group")["row"]
-
-
-def _issue_text(flags: pd.DataFrame, chosen: frozenset[Issue]) -> pd.Series:
-    """Comma-separated names of the chosen issues each row has, in vocabulary order."""
-    text = pd.Series("", index=flags.index, dtype="string")
-    for issue in Issue:
-        if issue in chosen:
-            text = text + np.where(flags[issue.value], issue.value + ", ", "")
-    return text.str.removesuffix(", ")
-
-
-def decide(evidence: Evidence, flags: pd.DataFrame) -> pd.DataFrame:
-    """Action, reason and duplicate_of for every row: corrupt > duplicate > dropped issue > review > keep."""
-    files = evidence.files
-    decisions = evidence.config.decisions
-    keepers = choose_keepers(evidence, flags)
-    keeper_row = files[Col.DUP_GROUP].map(keepers).astype("Int64")
-    is_copy = (keeper_row.notna() & (keeper_row != files.index.to_series())).fillna(False).astype(bool)
-    duplicate_of = pd.Series(pd.NA, index=files.index, dtype="string")
-    duplicate_of[is_copy] = files[Col.PATH].reindex(keeper_row[is_copy].to_numpy()).to_numpy()
-
-    corrupt = ~files[Col.VALID]
-    dropped = flags[[issue.value for issue in decisions.drop]].any(axis=1)
-    reviewed = flags[[issue.value for issue in decisions.review]].any(axis=1)
-    is_keeper = files[Col.DUP_GROUP].notna() & ~is_copy
-    conditions = [corrupt, is_copy, dropped, reviewed, is_keeper]
-    actions = np.select(
-        conditions, [Action.DROP, Action.DROP, Action.DROP, Action.REVIEW, Action.KEEP], default=Action.KEEP
-    )
-    # Each reason is written only for the rows it explains (the first condition that holds, as for the actions):
-    # building every reason for every row would make millions of strings to throw away.
-    overlap_only = flags[Issue.OVERLAP.value] & ~flags[[Issue.NEAR_DUPLICATE.value, Issue.EXACT_DUPLICATE.value]
-                                                       ].any(axis=1)
-    explain: list[Callable[[np.ndarray], pd.Series]] = [
-        lambda rows: "corrupt: " + files[Col.ERROR].iloc[rows].fillna("unreadable"),
-        lambda rows: np.where(overlap_only.iloc[rows], "overlaps ", "duplicate of ")
-        + duplicate_of.iloc[rows].fillna(""),
-        lambda rows: "drop: " + _issue_text(flags.iloc[rows], decisions.drop),
-        lambda rows: "review: " + _issue_text(flags.iloc[rows], decisions.review),
-        lambda rows: "kept copy of duplicate group " + files[Col.DUP_GROUP].iloc[rows].astype("string").fillna(""),
-    ]
-    reasons = np.full(len(files), "no issue", dtype=object)
-    which = np.select([condition.to_numpy(dtype=bool) for condition in conditions], list(range(len(conditions))),
-                      default=len(conditions))
-    for number, reason in enumerate(explain):
-        rows = np.flatnonzero(which == number)
-        reasons[rows] = reason(rows).to_numpy(dtype=object)
-    unanalysed = np.flatnonzero((which == len(conditions)) & files[ENGINE_ERROR].notna().to_numpy(dtype=bool))
-    reasons[unanalysed] = ("no issue found, but similarity could not analyse it ("
-                           + files[ENGINE_ERROR].iloc[unanalysed] + ")").to_numpy(dtype=object)
-    return pd.DataFrame(
-        {
-            Col.ACTION: pd.array(actions, dtype="string"),
-            Col.REASON: pd.array(reasons, dtype="string"),
-            Col.DUPLICATE_OF: duplicate_of,
-        },
-        index=files.index,
-    )
 
 
 @contextlib.contextmanager
@@ -427,15 +361,16 @@ def issue_lists(flags: pd.DataFrame) -> list[list[str]]:
 def classify(
     files: pd.DataFrame,
     similarity: Similarity,
-    matches: pd.DataFrame,
+    relations: pd.DataFrame,
     config: CurateConfig,
     overrides: Mapping[str, Action] | None = None,
 ) -> pd.DataFrame:
     """The classification stage: the manifest frame, one row per ingested file, in ingest order, with a
-    reviewer's `overrides` (path -> keep or drop) applied last."""
-    evidence = build_evidence(files, similarity, matches, config)
+    reviewer's `overrides` (path -> keep or drop) applied last. `relations` as `tasks.relations.build_relations`
+    returns them."""
+    evidence = build_evidence(files, similarity, relations, config)
     flags = detect_issues(evidence)
     manifest = evidence.files.copy()
     manifest[Col.ISSUES] = issue_lists(flags)
-    manifest = manifest.join(decide(evidence, flags))
+    manifest = manifest.join(decide(evidence.files, relations, flags, config.decisions, overrides))
     return apply_overrides(manifest.reset_index(drop=True), overrides or {})

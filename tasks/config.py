@@ -108,11 +108,9 @@ class VerificationConfig(_Section):
     max_scale_change: float = Field(
         4.0, ge=1.0, le=16.0, description="Largest accepted size ratio between the two working images' contents."
     )
-    duplicate_min_coverage: float = Field(
-        0.9, ge=0.0, le=1.0, description="Share of the smaller image inside the shared region to call a duplicate."
-    )
     overlap_min_coverage: float = Field(
-        0.1, ge=0.0, le=1.0, description="Share of the smaller image inside the shared region to call an overlap."
+        0.1, ge=0.0, le=1.0, description="Smallest share of the smaller image inside the shared region for a "
+        "keypoint match to be accepted."
     )
     min_detail_agreement: float = Field(
         0.25, ge=-1.0, le=1.0, description="A match is accepted only if the images' fine detail, aligned by it (for "
@@ -221,7 +219,16 @@ class DecisionsConfig(_Section):
     )
     evaluation_splits: tuple[str, ...] = Field(
         ("test", "val", "valid", "validation"),
-        description="Splits whose copy of a duplicate is kept over others, most preferred first.",
+        description="Evaluation splits, most preferred first: their copy of a duplicate is kept over others, and a "
+        "file of any other (training) split that shares ground with one of their kept files is a leak.",
+    )
+    duplicate_share: float = Field(
+        0.75, gt=0.0, le=1.0, description="Two related images are duplicates when the ground they share covers at "
+        "least this share of each; otherwise they overlap. Of a set of duplicates one file is kept; overlapping "
+        "files of one split are all kept."
+    )
+    split_leak: Literal["drop", "review"] = Field(
+        "drop", description="What happens to a training file that shares ground with a kept evaluation file."
     )
     overrides: Path | None = Field(
         None, description="A reviewer's CSV (path,action) or YAML (path: action) file of keep/drop decisions."
@@ -233,6 +240,10 @@ class DecisionsConfig(_Section):
             raise ValueError("corrupt files cannot be kept: `corrupt` must stay in decisions.drop")
         if both := self.drop & self.review:
             raise ValueError(f"issues both dropped and reviewed: {sorted(both)}")
+        if Issue.SPLIT_LEAK in self.drop | self.review:
+            # It flags both files of a relation across splits; only the training side is to be resolved.
+            raise ValueError("split_leak cannot be listed in decisions.drop or decisions.review: set "
+                             "decisions.split_leak (drop or review) instead")
         return self
 
 

@@ -8,13 +8,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tasks.config import CurateConfig
-from tasks.schema import Action, Col, Issue, issue_flags
+from tasks.schema import Action, Col, Issue, PairCol, issue_flags
 
 SPLIT_LABEL = "split_label"  # "split/label" of labeled rows, for the per-split label check
 HAS_LABEL_CONFLICT = "has_label_conflict"
+SHARES_KEPT_EVALUATION_GROUND = "shares_kept_evaluation_ground"
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,22 @@ class GateResult:
         return {"success": self.success, "expectations": [asdict(outcome) for outcome in self.outcomes]}
 
 
-def gate_frame(manifest: pd.DataFrame) -> pd.DataFrame:
+def shares_kept_evaluation_ground(manifest: pd.DataFrame, pairs: pd.DataFrame, config: CurateConfig) -> pd.Series:
+    """Whether each row is a kept file of a training split related (any relation in `pairs`, by path) to a kept
+    file of an evaluation split: a leak that survived."""
+    by_path = manifest.drop_duplicates(Col.PATH).set_index(Col.PATH)
+    evaluation = by_path[Col.SPLIT].isin(config.decisions.evaluation_splits)
+    kept = by_path[Col.ACTION] == Action.KEEP.value
+    leaking = []
+    for this, other in ((PairCol.PATH_A, PairCol.PATH_B), (PairCol.PATH_B, PairCol.PATH_A)):
+        ends = [pairs[this].to_numpy(), pairs[other].to_numpy()]
+        kept_this, kept_other = (kept.reindex(end).fillna(False).to_numpy(dtype=bool) for end in ends)
+        training, evaluated = (evaluation.reindex(end).fillna(False).to_numpy(dtype=bool) for end in ends)
+        leaking.append(ends[0][kept_this & kept_other & ~training & evaluated])
+    return manifest[Col.PATH].isin(np.concatenate(leaking)) if leaking else manifest[Col.PATH].isin([])
+
+
+def gate_frame(manifest: pd.DataFrame, pairs: pd.DataFrame, config: CurateConfig) -> pd.DataFrame:
     """The manifest's columns the expectations read, with list and pair values flattened to scalars."""
     labeled = manifest[Col.LABEL].notna()
     return pd.DataFrame(
@@ -58,6 +75,7 @@ def gate_frame(manifest: pd.DataFrame) -> pd.DataFrame:
             Col.DUP_GROUP: manifest[Col.DUP_GROUP].astype("float64"),
             HAS_LABEL_CONFLICT: issue_flags(manifest[Col.ISSUES])[Issue.LABEL_CONFLICT.value],
             SPLIT_LABEL: (manifest[Col.SPLIT].astype(str) + "/" + manifest[Col.LABEL].astype(str)).where(labeled),
+            SHARES_KEPT_EVALUATION_GROUND: shares_kept_evaluation_ground(manifest, pairs, config),
         }
     )
 
@@ -82,8 +100,8 @@ def _suite(config: CurateConfig, frame: pd.DataFrame) -> list[tuple[str, str, An
             gxe.ExpectColumnValuesToBeUnique(column=Col.SHA256, row_condition=kept),
         ),
         (
-            "kept_one_per_duplicate_group",
-            "each duplicate group keeps at most one file, so no duplicate or split leak survives",
+            "kept_one_per_duplicate_set",
+            "each duplicate set keeps at most one file, so no two kept files are duplicates",
             gxe.ExpectColumnValuesToBeUnique(column=Col.DUP_GROUP, row_condition=kept),
         ),
         (
@@ -93,7 +111,7 @@ def _suite(config: CurateConfig, frame: pd.DataFrame) -> list[tuple[str, str, An
         ),
         (
             "kept_no_label_conflict",
-            "no kept file is in a duplicate group with conflicting labels",
+            "no kept file is in a duplicate set with conflicting labels",
             gxe.ExpectColumnValuesToBeInSet(column=HAS_LABEL_CONFLICT, value_set=[False], row_condition=kept),
         ),
         (
@@ -104,6 +122,15 @@ def _suite(config: CurateConfig, frame: pd.DataFrame) -> list[tuple[str, str, An
             ),
         ),
     ]
+    if config.decisions.split_leak == Action.DROP.value:
+        suite.append(
+            (
+                "kept_training_shares_no_evaluation_ground",
+                "no kept file of a training split shares ground with a kept file of an evaluation split",
+                gxe.ExpectColumnValuesToBeInSet(column=SHARES_KEPT_EVALUATION_GROUND, value_set=[False],
+                                                row_condition=kept),
+            )
+        )
     expected_labels = sorted(frame[SPLIT_LABEL].dropna().unique())
     if config.gate.require_all_labels and expected_labels:
         suite.append(
@@ -130,12 +157,15 @@ def _observed(result: dict[str, Any]) -> Any:
     return None
 
 
-def run_expectations(manifest: pd.DataFrame, config: CurateConfig, docs_dir: Path | None = None) -> GateResult:
-    """Validate the manifest against the gate's suite; write Great Expectations' Data Docs to `docs_dir`."""
+def run_expectations(
+    manifest: pd.DataFrame, pairs: pd.DataFrame, config: CurateConfig, docs_dir: Path | None = None
+) -> GateResult:
+    """Validate the manifest and its related pairs (by path, as `pairs.parquet` holds them) against the gate's
+    suite; write Great Expectations' Data Docs to `docs_dir`."""
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    frame = gate_frame(manifest)
+    frame = gate_frame(manifest, pairs, config)
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

@@ -24,6 +24,16 @@ def read_manifest(out: Path) -> tuple[pd.DataFrame, dict]:
     return table.to_pandas(), read_metadata(table.schema)
 
 
+def read_pairs(out: Path) -> pd.DataFrame:
+    """The related pairs of a curated output (`pairs.parquet`); `DatasetError` if missing or unreadable."""
+    path = OutputPaths(Path(out)).pairs
+    try:
+        return pq.read_table(path).to_pandas()
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"cannot read {path}: {error} (outputs of Curate before pairs.parquet existed: curate "
+                           "again)") from None
+
+
 def load_split(out: Path, split: str) -> pd.DataFrame:
     """The cleaned split training reads: kept paths and labels (label is null for unlabeled images)."""
     path = OutputPaths(Path(out)).split(split)
@@ -57,6 +67,6 @@ def check_output(out: Path) -> GateResult:
     """Run the gate's expectations again on a curated output, with the configuration it was curated with."""
     manifest, metadata = read_manifest(out)
     config = parse_config(metadata.get("config", {}), source=f"configuration recorded in {out}")
-    result = run_expectations(manifest, config)
+    result = run_expectations(manifest, read_pairs(out), config)
     outcomes = [*result.outcomes, _splits_match(Path(out), manifest)]
     return GateResult(success=all(o.success for o in outcomes), outcomes=outcomes, raw=result.raw)

@@ -192,13 +192,14 @@ def dihedral_variants(signatures: np.ndarray) -> np.ndarray:
     return np.stack(variants, axis=1).reshape(-1, n * n)
 
 
-def robust_z(values: pd.Series, min_spread: float) -> pd.Series:
+def robust_z(values: pd.Series, min_spread: float, baseline: pd.Series | None = None) -> pd.Series:
     """How many robust standard deviations (1.4826 x median absolute deviation) each value lies from the median.
 
-    The median and MAD are what is normal for this dataset; a handful of extreme images cannot move them.
-    `min_spread` floors the spread so that a very uniform dataset does not turn tiny differences into outliers.
+    The median and MAD are what is normal for this dataset (for the `baseline` rows only, when given); a handful
+    of extreme images cannot move them. `min_spread` floors the spread so that a very uniform dataset does not
+    turn tiny differences into outliers.
     """
-    known = values.dropna()
+    known = (values if baseline is None else values[baseline.to_numpy(dtype=bool)]).dropna()
     if known.empty:
         return pd.Series(np.nan, index=values.index)
     median = float(known.median())

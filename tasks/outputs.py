@@ -24,10 +24,11 @@ import pyarrow.parquet as pq
 from tasks.errors import OutputError
 from tasks.expectations import GateResult
 from tasks.report import write_report
-from tasks.schema import Action, Band, Col, Issue, to_table
+from tasks.schema import Action, Band, Col, Issue, PairCol, Relation, pairs_to_table, to_table
 from tasks.similarity import SIMILARITY, Similarity
 
 MANIFEST_FILE = "manifest.parquet"
+PAIRS_FILE = "pairs.parquet"
 SUMMARY_FILE = "summary.json"
 SPLITS_DIR = "splits"
 QUALITY_DIR = "quality"
@@ -43,6 +44,10 @@ class OutputPaths:
     @property
     def manifest(self) -> Path:
         return self.out / MANIFEST_FILE
+
+    @property
+    def pairs(self) -> Path:
+        return self.out / PAIRS_FILE
 
     @property
     def summary(self) -> Path:
@@ -64,10 +69,26 @@ def _count(n: int, total: int) -> dict[str, Any]:
     return {"count": n, "of": total, "share": round(n / total, 6) if total else 0.0}
 
 
+def _exact_pairs(manifest: pd.DataFrame) -> tuple[int, int]:
+    """Distinct pairs of readable files with the same bytes, and how many of them cross splits (the relations
+    frame holds each set as a star, so these are counted from the hashes)."""
+    readable = manifest.loc[manifest[Col.VALID], [Col.SHA256, Col.SPLIT]]
+    per_hash = readable[Col.SHA256].value_counts()
+    per_hash_and_split = readable.value_counts([Col.SHA256, Col.SPLIT])
+    pairs = int((per_hash * (per_hash - 1) // 2).sum())
+    return pairs, pairs - int((per_hash_and_split * (per_hash_and_split - 1) // 2).sum())
+
+
 def summarize(
-    manifest: pd.DataFrame, similarity: Similarity, bands: dict[Band, float], ignored: list[str], gate: GateResult
+    manifest: pd.DataFrame,
+    pairs: pd.DataFrame,
+    similarity: Similarity,
+    bands: dict[Band, float],
+    ignored: list[str],
+    gate: GateResult,
 ) -> dict[str, Any]:
-    """Counts of images and of distinct pairs, each with its denominator. Never kNN edge counts."""
+    """Counts of images and of distinct pairs, each with its denominator. Never kNN edge counts. `pairs` is the
+    relations frame (`tasks.relations`), with rows or paths."""
     total = len(manifest)
     readable = int(manifest[Col.VALID].sum())
     issue_counts = manifest[Col.ISSUES].explode().value_counts()
@@ -81,8 +102,15 @@ def summarize(
         in_band = int(((similarities > threshold) & (similarities <= upper)).sum())
         pair_bands[band.value] = {"above": threshold, **_count(in_band, possible_pairs)}
         upper = threshold
-    readable_hashes = manifest.loc[manifest[Col.VALID], Col.SHA256].value_counts()
-    exact_pairs = int((readable_hashes * (readable_hashes - 1) // 2).sum())
+    exact_pairs, exact_cross_split = _exact_pairs(manifest)
+    verified = pairs[pairs[PairCol.RELATION] != Relation.EXACT.value]
+    relations = {
+        Relation.EXACT.value: _count(exact_pairs, possible_pairs),
+        **{relation.value: _count(int((verified[PairCol.RELATION] == relation.value).sum()), possible_pairs)
+           for relation in (Relation.DUPLICATE, Relation.OVERLAP)},
+        "cross_split": _count(exact_cross_split + int(verified[PairCol.CROSS_SPLIT].sum()), possible_pairs),
+    }
+    leaking = manifest[Col.LEAKS_INTO].notna()
     per_split = {
         split: {
             "files": int(len(rows)),
@@ -96,7 +124,17 @@ def summarize(
         "ignored_non_image_files": len(ignored),
         "issues": {issue.value: _count(int(issue_counts.get(issue.value, 0)), total) for issue in Issue},
         "actions": {action.value: _count(int(action_counts.get(action.value, 0)), total) for action in Action},
-        "duplicate_groups": int(manifest[Col.DUP_GROUP].nunique()),
+        "duplicate_sets": int(manifest[Col.DUP_GROUP].nunique()),
+        "relations": {
+            "note": "distinct unordered image pairs that share ground (pairs.parquet), by relation, and those "
+            "whose files lie in different splits, out of all possible pairs of readable images",
+            **relations,
+        },
+        "split_leaks": {
+            "note": "files of a training split that share ground with a kept evaluation file, and what was done",
+            **{action.value: _count(int((leaking & (manifest[Col.ACTION] == action.value)).sum()), total)
+               for action in Action},
+        },
         "pairs": {
             "note": "distinct unordered image pairs found among each readable image's nearest neighbours, "
             "out of all possible pairs of readable images",
@@ -118,8 +156,8 @@ def summary_markdown(summary: dict[str, Any], title: str, out: Path) -> str:
         "",
         f"Outputs: `{out}`",
         "",
-        f"{summary['files']:,} files, {summary['readable']:,} readable, {summary['duplicate_groups']:,} duplicate "
-        f"groups; quality gate {verdict}.",
+        f"{summary['files']:,} files, {summary['readable']:,} readable, {summary['duplicate_sets']:,} duplicate "
+        f"sets; quality gate {verdict}.",
         "",
         "| issue | images | share of files |",
         "| --- | ---: | ---: |",
@@ -177,6 +215,7 @@ def new_staging(out: Path) -> Path:
 def write_staged(
     staging: Path,
     manifest: pd.DataFrame,
+    pairs: pd.DataFrame,
     summary: dict[str, Any],
     gate: GateResult,
     metadata: dict[str, Any],
@@ -186,11 +225,12 @@ def write_staged(
 ) -> None:
     """Write every output file into the staging folder (the Data Docs are already in `staging/quality`).
 
-    `pair_similarities` (each neighbour pair's similarity) and `bands` (the configured thresholds) feed the
+    `pairs` holds the related pairs with paths (`tasks.relations.pairs_with_paths`). `pair_similarities` (each neighbour pair's similarity) and `bands` (the configured thresholds) feed the
     report's histogram."""
     staged = OutputPaths(staging)
     table = to_table(manifest, metadata)
     pq.write_table(table, staged.manifest)
+    pq.write_table(pairs_to_table(pairs), staged.pairs)
     (staging / SPLITS_DIR).mkdir()
     # Each cleaned split: the kept rows of the manifest's table, filtered in Arrow rather than converted again.
     kept = manifest[Col.ACTION] == Action.KEEP.value
@@ -201,7 +241,7 @@ def write_staged(
     (staged.quality / "expectations.json").write_text(json.dumps(gate.to_json(), indent=2, default=str))
     (staged.quality / "validation_result.json").write_text(json.dumps(gate.raw, indent=2, default=str))
     staged.summary.write_text(json.dumps(summary, indent=2, default=str))
-    write_report(staged.report.parent, manifest, summary, pair_similarities, bands, title)
+    write_report(staged.report.parent, manifest, pairs, summary, pair_similarities, bands, title)
 
 
 def publish(staging: Path, out: Path) -> OutputPaths:

@@ -21,21 +21,42 @@ class Issue(enum.StrEnum):
     IDENTICAL = "identical"  # a neighbour with similarity above the `identical` band
     NEAR_IDENTICAL = "near_identical"  # a neighbour in the `near_identical` band
     SIMILAR = "similar"  # a neighbour in the `similar` band (reported, not acted on)
-    NEAR_DUPLICATE = "near_duplicate"  # verified: the same scene re-encoded, rescaled, cropped, mirrored or rotated
-    OVERLAP = "overlap"  # verified: shares part of its scene with another tile
+    NEAR_DUPLICATE = "near_duplicate"  # a `duplicate` relation: the same picture, whatever the transform
+    OVERLAP = "overlap"  # an `overlap` relation: shares part of its ground with another image
     OUTLIER = "outlier"  # out of domain: far from every other image
     BLURRY = "blurry"
     DARK = "dark"
     BRIGHT = "bright"
     CORRUPT = "corrupt"  # cannot be decoded
-    SPLIT_LEAK = "split_leak"  # its duplicate group spans more than one split
-    LABEL_CONFLICT = "label_conflict"  # its duplicate group holds different labels
+    SPLIT_LEAK = "split_leak"  # it shares ground (any relation) with a file of another split
+    LABEL_CONFLICT = "label_conflict"  # its duplicate set holds different labels
 
 
 class Action(enum.StrEnum):
     KEEP = "keep"
     DROP = "drop"
     REVIEW = "review"  # a person decides
+
+
+class Relation(enum.StrEnum):
+    """How two images share ground: a measured fact, recorded in `pairs.parquet`. Whether one is dropped is a
+    decision taken from it (`tasks.decisions`)."""
+
+    EXACT = "exact"  # the same bytes
+    DUPLICATE = "duplicate"  # the ground they share covers at least decisions.duplicate_share of each image
+    OVERLAP = "overlap"  # they share less
+
+
+class Check(enum.StrEnum):
+    """The check that accepted a pair: the `evidence` of a relation."""
+
+    SHA256 = "sha256"  # identical bytes; never verified
+    KEYPOINTS = "keypoints"  # ORB keypoints and a RANSAC fit at the working size
+    FINE_KEYPOINTS = "fine_keypoints"  # the same on finer keypoints of a larger working image (second pass)
+    PHASE_CORRELATION = "phase_correlation"  # a placement proposed by phase correlation of thumbnails
+    SHIFT_SEARCH = "shift_search"  # a placement found by searching every shift (a thin strip)
+    MEDIAN_CELL = "median_cell"  # a strongly peaked placement whose median grid cell correlates
+    COMPOSITION = "composition"  # two verified relations through a third file, composed: ground too thin to verify
 
 
 class Band(enum.StrEnum):
@@ -78,6 +99,7 @@ class Col:
     ACTION = "action"
     REASON = "reason"
     DUPLICATE_OF = "duplicate_of"
+    LEAKS_INTO = "leaks_into"
 
 
 MANIFEST_SCHEMA = pa.schema(
@@ -110,10 +132,47 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field(Col.ACTION, pa.string(), nullable=False),
         pa.field(Col.REASON, pa.string(), nullable=False),
         pa.field(Col.DUPLICATE_OF, pa.string()),
+        pa.field(Col.LEAKS_INTO, pa.string()),
     ]
 )
 
 MANIFEST_COLUMNS: tuple[str, ...] = tuple(MANIFEST_SCHEMA.names)
+
+
+class PairCol:
+    """Column names of `pairs.parquet` (one row per related pair) and of the relations frame behind it, which
+    names its two files by manifest row (`ROW_A`, `ROW_B`, with row_a < row_b) instead of by path."""
+
+    ROW_A = "row_a"
+    ROW_B = "row_b"
+    PATH_A = "path_a"
+    PATH_B = "path_b"
+    RELATION = "relation"
+    SHARE_A = "share_a"  # share of a's area showing ground that b shows too
+    SHARE_B = "share_b"
+    TRANSFORM = "transform"  # how b relates to a
+    SCORE = "score"  # the accepting check's score: inlier share (keypoints) or normalised cross-correlation
+    EVIDENCE = "evidence"  # the `Check` that accepted the pair
+    CROSS_SPLIT = "cross_split"
+    A_TO_B = "a_to_b"  # 3 x 3 map, row-major, from a's unit square to b's (x / width, y / height)
+
+
+PAIRS_SCHEMA = pa.schema(
+    [
+        pa.field(PairCol.PATH_A, pa.string(), nullable=False),
+        pa.field(PairCol.PATH_B, pa.string(), nullable=False),
+        pa.field(PairCol.RELATION, pa.string(), nullable=False),
+        pa.field(PairCol.SHARE_A, pa.float64(), nullable=False),
+        pa.field(PairCol.SHARE_B, pa.float64(), nullable=False),
+        pa.field(PairCol.TRANSFORM, pa.string(), nullable=False),
+        pa.field(PairCol.SCORE, pa.float64(), nullable=False),
+        pa.field(PairCol.EVIDENCE, pa.string(), nullable=False),
+        pa.field(PairCol.CROSS_SPLIT, pa.bool_(), nullable=False),
+        pa.field(PairCol.A_TO_B, pa.list_(pa.float64(), 9), nullable=False),
+    ]
+)
+
+PAIRS_COLUMNS: tuple[str, ...] = tuple(PAIRS_SCHEMA.names)
 METADATA_KEY = b"curate"
 
 
@@ -121,6 +180,17 @@ def to_table(manifest: pd.DataFrame, metadata: dict[str, Any]) -> pa.Table:
     """Convert a manifest frame to an Arrow table with the contract schema and Curate's metadata attached."""
     table = pa.Table.from_pandas(manifest[list(MANIFEST_COLUMNS)], schema=MANIFEST_SCHEMA, preserve_index=False)
     return table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True, default=str).encode()})
+
+
+def pairs_to_table(pairs: pd.DataFrame) -> pa.Table:
+    """Convert a frame of related pairs (`PAIRS_COLUMNS`; `a_to_b` holding 9 numbers a row) to an Arrow table with
+    the contract schema."""
+    maps = pairs[PairCol.A_TO_B].to_numpy()
+    flat = np.concatenate([np.asarray(m, np.float64).ravel() for m in maps]) if len(maps) else np.empty(0)
+    columns = [pa.array(pairs[name].to_numpy(), type=field.type, from_pandas=True)
+               if name != PairCol.A_TO_B else pa.FixedSizeListArray.from_arrays(pa.array(flat), 9)
+               for name, field in zip(PAIRS_COLUMNS, PAIRS_SCHEMA)]
+    return pa.Table.from_arrays(columns, schema=PAIRS_SCHEMA)
 
 
 def issue_flags(issues: pd.Series) -> pd.DataFrame:

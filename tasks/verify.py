@@ -30,6 +30,7 @@ keypoint matches are matched again on keypoints of a larger working image, compu
 (a heavily cropped and rotated copy can need it), from each image of the pair to the other.
 """
 
+import dataclasses
 import itertools
 import math
 import os
@@ -40,7 +41,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numba
@@ -53,6 +53,7 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from tasks.cache import PairCache
 from tasks.chunks import ChunkMap, balanced_size, run_here
 from tasks.config import VerificationConfig
+from tasks.geometry import WITHIN_SHARE, describe, shares, to_unit_map
 from tasks.hamming import two_nearest
 from tasks.imagestats import (
     DIHEDRAL_VARIANTS, PART_SIGNATURES, PART_WINDOWS, SIGNATURE, STRUCTURE, dihedral_variants, eight_bit,
@@ -60,23 +61,19 @@ from tasks.imagestats import (
 from tasks.ingest import CONTENT_VERSION
 from tasks.memory import release_free_memory
 from tasks.progress import progress
-from tasks.schema import Col
+from tasks.schema import Check, Col, PairCol
 from tasks.similarity import (
     PAIR_A, PAIR_B, RANK, SIMILARITY, Search, neighbours_by_row, plain_search, reusing_search,
 )
 
-Relation = Literal["duplicate", "overlap", "none"]
-DUPLICATE, OVERLAP = "duplicate", "overlap"
 # Part of the verification cache's key: change it whenever a change of code (not of settings) changes results.
-METHOD_VERSION = "orb-ransac+correlation-16"
-# Columns verify_pairs adds to a frame of pairs.
-RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE = "relation", "match_score", "inliers", "transform", "coverage"
+METHOD_VERSION = "orb-ransac+correlation-17"
+# Columns verify_pairs adds to a frame of pairs: the evidence ("" for a rejected pair), the accepting check's score,
+# the keypoint inliers, the transform, the two shares and the map between the images (see `Verification`).
+EVIDENCE, MATCH_SCORE, INLIERS, TRANSFORM = PairCol.EVIDENCE, "match_score", "inliers", PairCol.TRANSFORM
+SHARE_A, SHARE_B, A_TO_B = PairCol.SHARE_A, PairCol.SHARE_B, PairCol.A_TO_B
 COLOUR_SIMILARITY = "colour_similarity"
 
-# A rotation within this many degrees of a multiple of 90 is reported as that multiple.
-_RIGHT_ANGLE_TOLERANCE_DEG = 10.0
-# A size ratio within this distance of 1 (in original pixels) is reported as unchanged size.
-_SAME_SCALE_TOLERANCE = 0.1
 # RANSAC stops early once this sure of its best fit; the iteration cap bounds the time spent on non-matches.
 _RANSAC_CONFIDENCE = 0.995
 _RANSAC_MAX_ITERATIONS = 2000
@@ -191,24 +188,32 @@ class ImageFeatures:
 class Verification:
     """Outcome of verifying one pair.
 
-    `relation`: "duplicate" (the smaller image lies within the other), "overlap" (they share part of their
-    ground) or "none". `score`: for a keypoint match, the share of one-to-one ratio-test matches that are
-    geometric inliers (0 when too few matches to fit); for a correlation match (`inliers` 0), the normalised
-    cross-correlation of the aligned overlap. `inliers`: number of keypoint inliers. `transform`: how b relates
-    to a, '+'-joined from same, hflip, vflip, rotate90/rotate180/rotate270 (clockwise), rotate (other angle),
-    rescale, crop, shift, and zoom<factor>x (a correlation match at that scale, e.g. zoom2x: b shows a's ground
-    twice as large; zoom0.5x: the other way); empty when relation is "none". `coverage`: share of the smaller
-    image inside the shared region.
+    `evidence`: the check that accepted the pair (a `tasks.schema.Check`), or "" when none did. `score`: for a
+    keypoint match, the share of one-to-one ratio-test matches that are geometric inliers (0 when too few matches
+    to fit); for a correlation match (`inliers` 0), the normalised cross-correlation that accepted it.
+    `inliers`: number of keypoint inliers. `transform`: how b relates to a, '+'-joined from same, hflip, vflip,
+    rotate90/rotate180/rotate270 (clockwise), rotate (other angle), rescale, crop (one image lies within the
+    other), shift (neither does), and zoom<factor>x (a correlation match at that scale, e.g. zoom2x: b shows a's
+    ground twice as large; zoom0.5x: the other way); empty for a rejected pair. `share_a`, `share_b`: the share
+    of each image's area that shows ground the other shows too, under the accepted map (for a rejected keypoint
+    fit, under its fit). `a_to_b`: that map, 3 x 3 from a's unit square to b's (`tasks.geometry`); None when
+    rejected.
     """
 
-    relation: Relation
+    evidence: str
     score: float
     inliers: int
     transform: str
-    coverage: float
+    share_a: float
+    share_b: float
+    a_to_b: np.ndarray | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.evidence)
 
 
-NO_MATCH = Verification(relation="none", score=0.0, inliers=0, transform="", coverage=0.0)
+NO_MATCH = Verification(evidence="", score=0.0, inliers=0, transform="", share_a=0.0, share_b=0.0)
 
 
 def _resized(gray: np.ndarray, factor: float) -> np.ndarray:
@@ -447,43 +452,10 @@ def _area_scale(matrix: np.ndarray) -> float:
     return abs(float(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0]))
 
 
-def _coverages(fit: _Fit, a: ImageFeatures, b: ImageFeatures) -> tuple[float, float]:
-    """Shares of a's and of b's area that lie in the region both images show, under the fitted transform."""
-    corners_a = np.array([[0, 0], [a.width, 0], [a.width, a.height], [0, a.height]], dtype=np.float32)
-    mapped = (corners_a @ fit.matrix[:, :2].T + fit.matrix[:, 2]).astype(np.float32)
-    corners_b = np.array([[0, 0], [b.width, 0], [b.width, b.height], [0, b.height]], dtype=np.float32)
-    shared_area, _ = cv2.intersectConvexConvex(mapped, corners_b)
-    area_scale = _area_scale(fit.matrix)
-    coverage_a = shared_area / (area_scale * a.width * a.height)
-    coverage_b = shared_area / (b.width * b.height)
-    return min(1.0, coverage_a), min(1.0, coverage_b)
-
-
-def _describe_transform(
-    fit: _Fit, scale_change: float, coverage_a: float, coverage_b: float, relation: Relation, settings: VerificationConfig
-) -> str:
-    """Short '+'-joined label of how b relates to a."""
-    angle = math.degrees(math.atan2(fit.matrix[1, 0], fit.matrix[0, 0])) % 360.0
-    quarter_turns = round(angle / 90.0) % 4
-    off_right_angle = abs(angle - 90.0 * round(angle / 90.0)) > _RIGHT_ANGLE_TOLERANCE_DEG
-    parts: list[str] = []
-    if fit.mirrored and quarter_turns == 2 and not off_right_angle:
-        # A left-right flip followed by a half turn is an upside-down flip.
-        parts.append("vflip")
-    else:
-        if fit.mirrored:
-            parts.append("hflip")
-        if off_right_angle:
-            parts.append("rotate")
-        elif quarter_turns:
-            parts.append(f"rotate{90 * quarter_turns}")
-    if abs(scale_change - 1.0) > _SAME_SCALE_TOLERANCE:
-        parts.append("rescale")
-    if relation == "overlap":
-        parts.append("shift")
-    elif min(coverage_a, coverage_b) < settings.duplicate_min_coverage:
-        parts.append("crop")
-    return "+".join(parts) if parts else "same"
+def _unit_map(fit: _Fit, a: ImageFeatures, b: ImageFeatures) -> np.ndarray:
+    """The fit as a map from a's unit square to b's (a mirrored fit maps from a's mirror image: flipped first)."""
+    flip = np.array([[-1.0, 0.0, a.width - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if fit.mirrored else np.eye(3)
+    return to_unit_map(np.vstack([fit.matrix, [0.0, 0.0, 1.0]]) @ flip, (a.width, a.height), (b.width, b.height))
 
 
 def _alignments(
@@ -612,14 +584,18 @@ def _detail_agreement(
     return float(np.median(correlations[usable])) if 2 * np.count_nonzero(usable) >= np.count_nonzero(held) else -1.0
 
 
-def _confirmed(fit: _Fit, a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) -> bool:
-    """Whether the detail outside the fit's inliers agrees under the fit or a plausible refit of its matches
-    (`_detail_agreement`). Images too small to correlate cannot be checked and stand on their keypoints."""
+def _confirming_map(fit: _Fit, a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig
+                    ) -> np.ndarray | None:
+    """The map (3 x 3, a's unit square to b's) under which the detail outside the fit's inliers agrees: the fit
+    itself or a plausible refit of its matches (`_detail_agreement`), the first that does; None if none does.
+    Images too small to correlate cannot be checked and stand on their keypoints: the fit's own map."""
     if not a.thumbnail.size or not b.thumbnail.size:
-        return True
+        return _unit_map(fit, a, b)
     detail = _detail_of_each()
-    return any(_detail_agreement(a_to_b, inliers, a, b, _KEYPOINT_GRID, detail) >= settings.min_detail_agreement
-               for a_to_b, inliers in _alignments(fit, a, b, settings))
+    for a_to_b, inliers in _alignments(fit, a, b, settings):
+        if _detail_agreement(a_to_b, inliers, a, b, _KEYPOINT_GRID, detail) >= settings.min_detail_agreement:
+            return to_unit_map(a_to_b, a.thumbnail.shape[::-1], b.thumbnail.shape[::-1])
+    return None
 
 
 def _judge(fit: _Fit | None, a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) -> Verification:
@@ -627,22 +603,26 @@ def _judge(fit: _Fit | None, a: ImageFeatures, b: ImageFeatures, settings: Verif
     if fit is None:
         return NO_MATCH
     score = fit.inliers / fit.matches
-    working_scale_change = math.sqrt(_area_scale(fit.matrix))
+    working_scale_change = math.sqrt(_area_scale(fit.matrix))  # a's content shrunk or grown, in working pixels
+    rejected = Verification(evidence="", score=score, inliers=fit.inliers, transform="", share_a=0.0, share_b=0.0)
     # A fit that shrinks or grows a's content beyond any plausible resize has collapsed onto a few points of b.
     if not 1.0 / settings.max_scale_change <= working_scale_change <= settings.max_scale_change:
-        return Verification(relation="none", score=score, inliers=fit.inliers, transform="", coverage=0.0)
-    coverage_a, coverage_b = _coverages(fit, a, b)
-    coverage = max(coverage_a, coverage_b)
+        return rejected
+    share_a, share_b = shares(_unit_map(fit, a, b))
+    rejected = dataclasses.replace(rejected, share_a=share_a, share_b=share_b)
     too_weak = fit.inliers < settings.min_inliers or score < settings.min_inlier_ratio
-    if too_weak or coverage < settings.overlap_min_coverage:
-        return Verification(relation="none", score=score, inliers=fit.inliers, transform="", coverage=coverage)
-    if not _confirmed(fit, a, b, settings):
-        return Verification(relation="none", score=score, inliers=fit.inliers, transform="", coverage=coverage)
-    relation: Relation = "duplicate" if coverage >= settings.duplicate_min_coverage else "overlap"
-    # Size ratio of b's content to a's in original pixels, undoing each image's shrink to working size.
-    scale_change = working_scale_change * a.scale / b.scale
-    transform = _describe_transform(fit, scale_change, coverage_a, coverage_b, relation, settings)
-    return Verification(relation=relation, score=score, inliers=fit.inliers, transform=transform, coverage=coverage)
+    if too_weak or max(share_a, share_b) < settings.overlap_min_coverage:
+        return rejected
+    a_to_b = _confirming_map(fit, a, b, settings)
+    if a_to_b is None:
+        return rejected
+    share_a, share_b = shares(a_to_b)  # under the map that lines the detail up: a stretched copy's refit
+    # The fit's linear part in the images' own pixels, undoing each one's shrink to working size (and a mirrored
+    # fit's flip, which comes first).
+    linear = fit.matrix[:, :2] @ np.diag([-1.0 if fit.mirrored else 1.0, 1.0]) * (a.scale / b.scale)
+    return Verification(evidence=Check.KEYPOINTS, score=score, inliers=fit.inliers,
+                        transform=describe(linear, share_a, share_b),
+                        share_a=share_a, share_b=share_b, a_to_b=a_to_b)
 
 
 def _phases(detail: np.ndarray) -> np.ndarray:
@@ -930,23 +910,23 @@ def _correlate(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig)
     for level, zoom in enumerate(zooms, start=1):
         hypotheses.append((zoom, True, views_a[0], a.phases[0], views_b[level], b.phases[level]))
         hypotheses.append((1.0 / zoom, False, views_b[0], b.phases[0], views_a[level], a.phases[level]))
-    best_correlation, best_zoom, best_coverage, best_map, highest_peak = -1.0, 1.0, 0.0, np.eye(3), 0.0
-    strongest: tuple[float, float, float, np.ndarray] | None = None  # peak, zoom, coverage, map of a placement
+    best_correlation, best_zoom, best_map, highest_peak = -1.0, 1.0, np.eye(3), 0.0
+    evidence = Check.PHASE_CORRELATION
+    strongest: tuple[float, float, np.ndarray] | None = None  # peak, zoom, map of a placement
     for zoom, fixed_is_a, fixed, fixed_phases, moving, moving_phases in hypotheses:
         correlation, area, peak, shift = _align(
             fixed, fixed_phases, moving, moving_phases, detail, min_area, settings.correlation_min_half
         )
         highest_peak = max(highest_peak, peak)
-        coverage, placement = area / min(fixed.size, moving.size), _placement_map(shift, moving, fixed_is_a, a, b)
+        placement = _placement_map(shift, moving, fixed_is_a, a, b)
         if correlation > best_correlation:
-            best_correlation, best_zoom, best_coverage, best_map = correlation, zoom, coverage, placement
+            best_correlation, best_zoom, best_map = correlation, zoom, placement
         if area and (strongest is None or peak > strongest[0]):
-            strongest = (peak, zoom, coverage, placement)
+            strongest = (peak, zoom, placement)
     if best_correlation < settings.min_correlation:
-        correlation, area, shift = _search_placements(views_a[0], views_b[0], detail, settings)
+        correlation, _, shift = _search_placements(views_a[0], views_b[0], detail, settings)
         if correlation > best_correlation:
-            best_correlation, best_zoom = correlation, 1.0
-            best_coverage = area / min(a.thumbnail.size, b.thumbnail.size)
+            best_correlation, best_zoom, evidence = correlation, 1.0, Check.SHIFT_SEARCH
             best_map = _placement_map(shift, views_b[0], True, a, b)
     no_inliers = np.empty((0, 2), np.float32)
     if best_correlation < settings.min_correlation:
@@ -955,24 +935,21 @@ def _correlate(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig)
         # accepted if its overlap correlates at `min_correlation` in the median cell instead.
         if strongest is None or strongest[0] < settings.refine_min_peak:
             return NO_MATCH, highest_peak
-        agreement = _detail_agreement(strongest[3], no_inliers, a, b, _PLACEMENT_GRID, detail)
+        agreement = _detail_agreement(strongest[2], no_inliers, a, b, _PLACEMENT_GRID, detail)
         if agreement < settings.min_correlation:
             return NO_MATCH, highest_peak
-        best_correlation, best_zoom, best_coverage = agreement, strongest[1], strongest[2]
+        best_correlation, best_zoom, best_map, evidence = agreement, strongest[1], strongest[2], Check.MEDIAN_CELL
     # Correlated through and through, not on one caption or logo that both carry at the same place.
     elif _detail_agreement(best_map, no_inliers, a, b, _PLACEMENT_GRID, detail) < settings.min_detail_agreement:
         return NO_MATCH, highest_peak
-    relation: Relation = "duplicate" if best_coverage >= settings.duplicate_min_coverage else "overlap"
-    parts = [] if best_zoom == 1.0 else [_zoom_label(best_zoom)]
-    if relation == "overlap":
-        parts.append("shift")
-    verdict = Verification(
-        relation=relation,
-        score=best_correlation,
-        inliers=0,
-        transform="+".join(parts) if parts else "same",
-        coverage=min(1.0, best_coverage),
-    )
+    a_to_b = to_unit_map(best_map, a.thumbnail.shape[::-1], b.thumbnail.shape[::-1])
+    share_a, share_b = shares(a_to_b)
+    # A zoom label already says that one image shows part of the other: only a shift is added.
+    parts = ([] if best_zoom == 1.0 else [_zoom_label(best_zoom)]) + (["shift"] if max(share_a, share_b) <
+                                                                      WITHIN_SHARE else [])
+    verdict = Verification(evidence=evidence, score=best_correlation, inliers=0,
+                           transform="+".join(parts) if parts else "same", share_a=share_a, share_b=share_b,
+                           a_to_b=a_to_b)
     return verdict, highest_peak
 
 
@@ -993,18 +970,18 @@ def _verify(a: ImageFeatures, b: ImageFeatures, settings: VerificationConfig) ->
     more corners on the same interpolated pixels: on 1,400 tiles of 64 pixels it linked 3 pairs of different
     tiles. (On images of 128 or 200 pixels, its extra keypoints do find heavy crops that the first pass misses.)"""
     keypoints = _match_keypoints(a, b, settings)
-    if keypoints.relation != "none":
+    if keypoints.accepted:
         return keypoints, False
     correlated, peak = _correlate(a, b, settings)
-    if correlated.relation != "none":
+    if correlated.accepted:
         return correlated, False
     worth_refining = keypoints.inliers >= settings.refine_min_inliers or peak >= settings.refine_min_peak
     return keypoints, worth_refining and not (a.enlarged and b.enlarged)
 
 
 def _reversed(fit: _Fit, a: ImageFeatures, b: ImageFeatures) -> _Fit:
-    """A fit from b's (possibly mirrored) frame to a's, turned into the fit from a's frame to b's that `_judge` and
-    `_describe_transform` read: its inverse, and for a mirrored fit (a = M flip_b(b), so b = flip_b M^-1 flip_a
+    """A fit from b's (possibly mirrored) frame to a's, turned into the fit from a's frame to b's that `_judge`
+    reads: its inverse, and for a mirrored fit (a = M flip_b(b), so b = flip_b M^-1 flip_a
     flip_a(a), where flip_w(x, y) = (w - 1 - x, y) as mirrored keypoints are placed) that inverse between the two
     flips, written out. (numpy's 3 x 3 inverse took 2 ms a call beside other busy threads: OpenBLAS's.)"""
     inverse = cv2.invertAffineTransform(fit.matrix)
@@ -1032,7 +1009,7 @@ def _match_keypoints(
         for mirrored in (False, True):
             fit = _fit(source, target, mirrored=mirrored, settings=settings)
             verdicts.append(_judge(_reversed(fit, a, b) if backwards and fit else fit, a, b, settings))
-            if verdicts[-1].relation != "none":
+            if verdicts[-1].accepted:
                 return verdicts[-1]
     return max(verdicts, key=lambda verdict: verdict.inliers)
 
@@ -1104,8 +1081,8 @@ def verify_pairs(
 ) -> pd.DataFrame:
     """Verify every row of `pairs` (columns path_a, path_b).
 
-    Returns a copy with columns relation, match_score, inliers, transform and coverage added; a pair with an
-    unreadable image gets relation "none". Each run of pairs takes its images' features from this process's
+    Returns a copy with the columns of `Verification` added (`RESULT_COLUMNS`); a pair with an unreadable image
+    is rejected (evidence ""). Each run of pairs takes its images' features from this process's
     `FEATURE_CACHE` (up to `feature_cache_bytes`), which extracts those it does not hold: memory is bounded by
     that budget, not by how many images the pairs touch, and an image whose pairs lie close together in the
     order of `pairs` (as `chunks_by_locality` orders them) is extracted once. `workers` threads
@@ -1146,20 +1123,25 @@ def verify_pairs(
                 fine_a, fine_b = (FEATURE_CACHE.features(path, fine_settings) for path in pair)
                 if fine_a is None or fine_b is None:
                     return NO_MATCH
-                return _match_keypoints(fine_a, fine_b, fine_settings, both_ways=True)
+                refined = _match_keypoints(fine_a, fine_b, fine_settings, both_ways=True)
+                return dataclasses.replace(refined, evidence=Check.FINE_KEYPOINTS) if refined.accepted else refined
 
             for index, refined in zip(doubtful, pool.map(refine_row, doubtful_pairs)):
-                if refined.relation != "none":
+                if refined.accepted:
                     results[index] = refined
     finally:
         cv2.setNumThreads(previous_threads)
     release_free_memory()  # the batches' decoded images and correlation surfaces, spread over the threads' heaps
     verified = pairs.copy()
-    verified[RELATION] = [result.relation for result in results]
+    verified[EVIDENCE] = [str(result.evidence) for result in results]
     verified[MATCH_SCORE] = [result.score for result in results]
     verified[INLIERS] = [result.inliers for result in results]
     verified[TRANSFORM] = [result.transform for result in results]
-    verified[COVERAGE] = [result.coverage for result in results]
+    verified[SHARE_A] = [result.share_a for result in results]
+    verified[SHARE_B] = [result.share_b for result in results]
+    # The map as 9 numbers, so that it caches and stores as one fixed-size list.
+    verified[A_TO_B] = pd.Series([None if result.a_to_b is None else result.a_to_b.ravel().astype(np.float64)
+                                  for result in results], index=verified.index, dtype=object)
     return verified
 
 
@@ -1220,15 +1202,41 @@ def _natural_key(path: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def name_neighbours(paths: pd.Series, rows: np.ndarray, k: int) -> pd.DataFrame:
-    """Each row with the rows whose files follow it, up to k, in natural order of file name (unordered pairs,
-    no similarity, rank = distance in that order - 1)."""
+    """Each row with the rows whose files follow it, up to k, in natural order of file name, and its next file
+    along each number of a name that holds several (`grid_neighbours`): unordered pairs, no similarity, rank =
+    distance in natural order - 1 (0 for a grid neighbour)."""
     ordered = rows[sorted(range(len(rows)), key=lambda position: (_natural_key(paths.iloc[position]), position))]
     steps = range(1, min(k, len(rows) - 1) + 1)
     none = np.empty(0, np.int64)
     sources = np.concatenate([none, *(ordered[:-step] for step in steps)])
     targets = np.concatenate([none, *(ordered[step:] for step in steps)])
     ranks = np.concatenate([none, *(np.full(len(ordered) - step, step - 1) for step in steps)])
-    return _unordered(sources, targets, np.full(len(sources), np.nan), ranks)
+    grid_sources, grid_targets = grid_neighbours(paths, rows)
+    return _unordered(np.concatenate([sources, grid_sources]), np.concatenate([targets, grid_targets]),
+                      np.full(len(sources) + len(grid_sources), np.nan),
+                      np.concatenate([ranks, np.zeros(len(grid_sources), np.int64)]))
+
+
+def grid_neighbours(paths: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of rows whose file names (without folders and suffix) are the same but for one of several numbers,
+    which is the next value found along it: tiles saved with their row and column (`scene_r3_c7`) or pixel offsets
+    (`scene_1024_512`) are next to each other on either axis, and the tile below is rarely the next file in
+    natural order. Names with one number or none give nothing here."""
+    names = [re.split(r"(\d+)", Path(path).stem.lower()) for path in paths]
+    grid = pd.DataFrame({"row": rows, "template": ["#".join(parts[0::2]) for parts in names],
+                         "numbers": [tuple(int(number) for number in parts[1::2]) for parts in names]})
+    grid = grid[grid["numbers"].map(len) >= 2]
+    sources, targets = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for _, files in grid.groupby("template", sort=False):
+        numbers = np.array(files["numbers"].tolist(), dtype=np.int64)
+        for axis in range(numbers.shape[1]):
+            # Along `axis`: files equal on every other number, in order of this one; each with the next.
+            others = np.delete(numbers, axis, axis=1)
+            order = np.lexsort((numbers[:, axis], *others.T[::-1]))
+            same_line = (others[order][1:] == others[order][:-1]).all(axis=1)
+            sources.append(files["row"].to_numpy()[order][:-1][same_line])
+            targets.append(files["row"].to_numpy()[order][1:][same_line])
+    return np.concatenate(sources), np.concatenate(targets)
 
 
 def _paired_dots(
@@ -1299,7 +1307,7 @@ def select_candidates(
     return with_similarities(candidates).sort_values([PAIR_A, PAIR_B]).reset_index(drop=True)
 
 
-RESULT_COLUMNS = [RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE]
+RESULT_COLUMNS = [EVIDENCE, MATCH_SCORE, INLIERS, TRANSFORM, SHARE_A, SHARE_B, A_TO_B]
 
 
 def chunks_by_locality(pairs: pd.DataFrame, size: int) -> list[pd.DataFrame]:
@@ -1333,8 +1341,8 @@ def verify_candidates(
     feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
     concurrent_chunks: int = 1,
 ) -> pd.DataFrame:
-    """The verification stage: candidate pairs (row_a, row_b, similarity) with relation, match_score, inliers,
-    transform and coverage. Only pairs whose relation is not "none" are returned. With `cache_dir`, pairs of
+    """The verification stage: candidate pairs (row_a, row_b, similarity) with the columns of `RESULT_COLUMNS`.
+    Only accepted pairs (with evidence) are returned. With `cache_dir`, pairs of
     contents verified before (with the same settings) are not verified again. The pairs to verify run on
     `run_chunks` in chunks of at most `chunk_size` pairs (`chunks_by_locality`). `run_chunks` runs
     `concurrent_chunks` of them at once, so their number is a multiple of that given enough pairs
@@ -1370,11 +1378,12 @@ def verify_candidates(
     FEATURE_CACHE.limit(0)
     release_free_memory()
     verified = pd.concat(parts).drop(columns=list(paths)) if parts else candidates.iloc[0:0].assign(
-        **{RELATION: pd.Series(dtype="string"), MATCH_SCORE: 0.0, INLIERS: 0, TRANSFORM: "", COVERAGE: 0.0}
+        **{EVIDENCE: "", MATCH_SCORE: 0.0, INLIERS: 0, TRANSFORM: "", SHARE_A: 0.0, SHARE_B: 0.0,
+           A_TO_B: pd.Series(dtype=object)}
     )
     del parts
     if cache:
         cache.add(with_each_image(verified, Col.SHA256, keys), RESULT_COLUMNS)
         verified = pd.concat([known.drop(columns=list(keys)), verified]) if len(known) else verified
-    matched = verified[verified[RELATION] != "none"].sort_values([PAIR_A, PAIR_B])
+    matched = verified[verified[EVIDENCE] != ""].sort_values([PAIR_A, PAIR_B])
     return matched.reset_index(drop=True)

@@ -2,15 +2,25 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.classify import DETECTORS, classify, connected_groups
+from tasks import classify as classify_stage
+from tasks.classify import DETECTORS, connected_groups
 from tasks.config import CurateConfig, apply_overrides, parse_config
-from tasks.schema import Col, Issue
+from tasks.geometry import shares
+from tasks.relations import build_relations, pairs_with_paths
+from tasks.schema import Action, Col, Issue, Relation
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, empty_pairs
-from tasks.verify import COVERAGE, DUPLICATE, INLIERS, MATCH_SCORE, OVERLAP, RELATION, TRANSFORM
+from tasks.verify import A_TO_B, EVIDENCE, INLIERS, MATCH_SCORE, SHARE_A, SHARE_B, TRANSFORM
 from tests.conftest import RSSCN7
+
+DUPLICATE, OVERLAP = Relation.DUPLICATE.value, Relation.OVERLAP.value
+# Shares each relation's made-up matches get, and a map that makes them: a copy shows all of the other; an overlap
+# is the next tile to the right, sharing 30 % of each (so two overlaps in a row share nothing).
+SHARES = {DUPLICATE: (1.0, 1.0), OVERLAP: (0.3, 0.3)}
+MAPS = {DUPLICATE: np.eye(3), OVERLAP: np.array([[1.0, 0.0, -0.7], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])}
 
 CLEAN_STATS = {Col.BLUR: 500.0, Col.BRIGHTNESS: 120.0, Col.CONTRAST: 40.0, Col.SHARPNESS: 0.0, Col.FINE_DETAIL: -0.5,
                Col.BLACK_LEVEL: 20.0}
@@ -36,16 +46,38 @@ def make_similarity(pairs: list[tuple[int, int, float]]) -> Similarity:
     return Similarity(pairs=pair_frame, engine="test", skipped=None, unanalysed={}, embedded=0)
 
 
-def make_matches(matches: list[tuple[int, int, str]]) -> pd.DataFrame:
-    """Verified pairs as the verification stage returns them."""
+def make_matches(matches: list[tuple[int, int, str] | tuple[int, int, str, np.ndarray]]) -> pd.DataFrame:
+    """Verified pairs as the verification stage returns them, with the shares and maps of `SHARES` and `MAPS`, or
+    the map given as a fourth item (and the shares it makes)."""
+    rows = []
+    for a, b, relation, *given in matches:
+        a_to_b = given[0] if given else MAPS[relation]
+        share_a, share_b = shares(a_to_b) if given else SHARES[relation]
+        rows.append({PAIR_A: a, PAIR_B: b, SIMILARITY: 0.9, EVIDENCE: "keypoints", MATCH_SCORE: 0.8, INLIERS: 40,
+                     TRANSFORM: "rotate90" if relation == DUPLICATE else "shift", SHARE_A: share_a,
+                     SHARE_B: share_b, A_TO_B: np.asarray(a_to_b, float).ravel()})
     return pd.DataFrame(
-        [{PAIR_A: a, PAIR_B: b, SIMILARITY: 0.9, RELATION: relation, MATCH_SCORE: 0.8, INLIERS: 40,
-          TRANSFORM: "rotate90" if relation == DUPLICATE else "shift", COVERAGE: 1.0} for a, b, relation in matches],
-        columns=[PAIR_A, PAIR_B, SIMILARITY, RELATION, MATCH_SCORE, INLIERS, TRANSFORM, COVERAGE],
+        rows,
+        columns=[PAIR_A, PAIR_B, SIMILARITY, EVIDENCE, MATCH_SCORE, INLIERS, TRANSFORM, SHARE_A, SHARE_B, A_TO_B],
     ).astype({PAIR_A: "int64", PAIR_B: "int64"})
 
 
 NO_MATCHES = make_matches([])
+
+
+def classify_with_pairs(files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig,
+                        overrides: dict[str, Action] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The classification stage on verified `matches`, through the relations they make: the manifest, and the
+    related pairs by path as `pairs.parquet` holds them."""
+    relations = build_relations(files, matches, config.decisions.duplicate_share)
+    manifest = classify_stage.classify(files, similarity, relations, config, overrides)
+    return manifest, pairs_with_paths(relations, manifest.set_index(Col.ROW)[Col.PATH])
+
+
+def classify(files: pd.DataFrame, similarity: Similarity, matches: pd.DataFrame, config: CurateConfig,
+             overrides: dict[str, Action] | None = None) -> pd.DataFrame:
+    """The manifest of `classify_with_pairs`."""
+    return classify_with_pairs(files, similarity, matches, config, overrides)[0]
 
 
 def by_path(manifest: pd.DataFrame) -> dict[str, pd.Series]:
@@ -149,16 +181,27 @@ def test_an_over_exposed_image_is_bright_though_its_shadows_remain():
     assert list(manifest["/d/0.jpg"][Col.ISSUES]) == []
 
 
-def test_overlapping_tiles_are_grouped_and_one_is_kept():
+def test_overlapping_tiles_of_one_split_are_all_kept_and_a_leak_is_resolved_on_the_training_side():
+    """A chain of overlaps 0-1-2 in train and 2-3 across to val: no duplicate set, every train tile kept but the
+    one that shows val ground (2), which yields to the val tile it overlaps."""
+    splits = ["train", "train", "train", "val"]
     files = make_files([{Col.PATH: f"/d/{split}/{i}.jpg", Col.SPLIT: split, Col.LABEL: "x"}
-                        for i, split in enumerate(["train", "train", "val"])])
-    matches = make_matches([(0, 1, OVERLAP), (1, 2, OVERLAP)])
-    manifest = by_path(classify(files, make_similarity([(0, 1, 0.8), (1, 2, 0.8)]), matches, CurateConfig()))
-    rows = [manifest[f"/d/{split}/{i}.jpg"] for i, split in enumerate(["train", "train", "val"])]
-    assert len({row[Col.DUP_GROUP] for row in rows}) == 1
-    assert all({Issue.OVERLAP, Issue.SPLIT_LEAK} <= set(row[Col.ISSUES]) for row in rows)
-    assert [row[Col.ACTION] for row in rows] == ["drop", "drop", "keep"]
-    assert rows[0][Col.REASON] == "overlaps /d/val/2.jpg"
+                        for i, split in enumerate(splits)])
+    matches = make_matches([(0, 1, OVERLAP), (1, 2, OVERLAP), (2, 3, OVERLAP)])
+    manifest = by_path(classify(files, make_similarity([(0, 1, 0.8), (1, 2, 0.8), (2, 3, 0.8)]), matches,
+                                CurateConfig()))
+    rows = [manifest[f"/d/{split}/{i}.jpg"] for i, split in enumerate(splits)]
+    assert all(pd.isna(row[Col.DUP_GROUP]) and Issue.OVERLAP in row[Col.ISSUES] for row in rows)
+    assert [Issue.SPLIT_LEAK in row[Col.ISSUES] for row in rows] == [False, False, True, True]
+    assert [row[Col.ACTION] for row in rows] == ["keep", "keep", "drop", "keep"]
+    assert (rows[2][Col.REASON], rows[2][Col.LEAKS_INTO]) == ("split leak: shares ground with /d/val/3.jpg",
+                                                              "/d/val/3.jpg")
+    assert all(pd.isna(row[Col.LEAKS_INTO]) for row in rows[:2] + rows[3:])
+
+    review = parse_config(apply_overrides({}, ["decisions.split_leak=review"]))
+    manifest = by_path(classify(files, make_similarity([]), matches, review))
+    assert [manifest[f"/d/{split}/{i}.jpg"][Col.ACTION] for i, split in enumerate(splits)] == [
+        "keep", "keep", "review", "keep"]
 
 
 def test_groups_do_not_depend_on_edge_order():

@@ -6,7 +6,7 @@ import pytest
 
 from flows.curate import build_parser
 from tasks.config import CurateConfig
-from tasks.schema import MANIFEST_COLUMNS, Issue
+from tasks.schema import MANIFEST_COLUMNS, PAIRS_COLUMNS, Check, Issue, Relation
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -28,6 +28,16 @@ def test_every_configuration_key_is_documented(key):
 @pytest.mark.parametrize("column", MANIFEST_COLUMNS)
 def test_every_manifest_column_is_documented(column):
     assert f"`{column}`" in README.split("### Manifest columns")[1].split("## Quality gate")[0]
+
+
+@pytest.mark.parametrize("column", PAIRS_COLUMNS)
+def test_every_pairs_column_is_documented(column):
+    assert f"`{column}`" in README.split("### Pairs columns")[1].split("## Quality gate")[0]
+
+
+@pytest.mark.parametrize("value", [*(relation.value for relation in Relation), *(check.value for check in Check)])
+def test_every_relation_and_check_is_documented(value):
+    assert f"`{value}`" in README
 
 
 @pytest.mark.parametrize("issue", [issue.value for issue in Issue])

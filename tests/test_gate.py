@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tasks.errors import DatasetError
@@ -39,6 +41,27 @@ def test_an_edited_split_fails_the_gate(curated, tmp_path):
     train.iloc[1:].to_parquet(copy / "splits" / "train.parquet")
     result = run_gate(copy)
     assert result.returncode == 1 and "splits_match_manifest" in result.stderr
+
+
+def test_a_leak_kept_by_hand_fails_the_gate_and_a_missing_pairs_file_exits_2(curated, tmp_path):
+    """Keep, as a reviewer might, the training tile the demo drops for showing ground of a val tile: the re-check
+    fails on the leak. Without pairs.parquet the output cannot be checked at all."""
+    _, out, manifest, _ = curated
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    leaking = manifest[manifest[Col.LEAKS_INTO].notna() & (manifest[Col.ACTION] == "drop")]
+    assert len(leaking), "the demo has a training tile that overlaps a val tile"
+    edited = pd.read_parquet(copy / "manifest.parquet")
+    edited.loc[edited[Col.PATH].isin(leaking[Col.PATH]), Col.ACTION] = "keep"
+    table = pq.read_table(copy / "manifest.parquet")
+    pq.write_table(pa.Table.from_pandas(edited, schema=table.schema, preserve_index=False), copy / "manifest.parquet")
+    train = edited[(edited[Col.SPLIT] == "train") & (edited[Col.ACTION] == "keep")]
+    train[[Col.PATH, Col.LABEL]].to_parquet(copy / "splits" / "train.parquet")
+    result = run_gate(copy)
+    assert result.returncode == 1 and "kept_training_shares_no_evaluation_ground" in result.stderr, result.stderr
+    (copy / "pairs.parquet").unlink()
+    result = run_gate(copy)
+    assert result.returncode == 2 and "pairs.parquet" in result.stderr
 
 
 def test_a_missing_output_exits_2(tmp_path):

@@ -1,11 +1,10 @@
 import pytest
 
-from tasks.classify import classify
 from tasks.config import CurateConfig
 from tasks.errors import ConfigError
 from tasks.overrides import read_overrides
 from tasks.schema import Action, Col
-from tests.test_classify import NO_MATCHES, by_path, make_files, make_similarity
+from tests.test_classify import NO_MATCHES, by_path, classify, make_files, make_similarity
 
 
 def test_csv_and_yaml_files(tmp_path):

@@ -1,14 +1,15 @@
 """Property tests of the classification: invariants that must hold for any files and any verified pairs."""
 
+import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.classify import classify
 from tasks.config import CurateConfig
-from tasks.schema import Col, Issue, issue_flags
-from tasks.verify import DUPLICATE, OVERLAP
-from tests.test_classify import make_files, make_matches, make_similarity
+from tasks.schema import Col, Issue, PairCol, issue_flags
+from tests.test_classify import (
+    DUPLICATE, MAPS, OVERLAP, classify_with_pairs, make_files, make_matches, make_similarity,
+)
 
 SPLITS = ["train", "val", "unlabeled"]
 
@@ -33,12 +34,17 @@ def datasets(draw):
     return rows, matches
 
 
-def run(rows, matches):
+def run_with_pairs(rows, matches) -> tuple[pd.DataFrame, pd.DataFrame]:
     files = make_files(rows)
     readable = set(files.loc[files[Col.VALID], Col.ROW])
-    matches = [(a, b, r) for a, b, r in matches if a in readable and b in readable]
-    pairs = [(a, b, 0.95) for a, b, _ in matches]
-    return classify(files, make_similarity(pairs), make_matches(matches), CurateConfig()).set_index(Col.PATH)
+    matches = [(a, b, *rest) for a, b, *rest in matches if a in readable and b in readable]
+    pairs = [(a, b, 0.95) for a, b, *_ in matches]
+    manifest, related = classify_with_pairs(files, make_similarity(pairs), make_matches(matches), CurateConfig())
+    return manifest.set_index(Col.PATH), related
+
+
+def run(rows, matches) -> pd.DataFrame:
+    return run_with_pairs(rows, matches)[0]
 
 
 def groups_as_sets(manifest: pd.DataFrame) -> set[frozenset[str]]:
@@ -68,7 +74,9 @@ def test_groups_and_decisions_do_not_depend_on_input_order(data, random):
     position = {row[Col.PATH]: i for i, row in enumerate(shuffled_rows)}
     old_path = [row[Col.PATH] for row in rows]
     remapped = [(position[old_path[a]], position[old_path[b]], r) for a, b, r in matches]
-    remapped = [(min(a, b), max(a, b), r) for a, b, r in reversed(remapped)]  # and pairs in another order
+    # Pairs in another order, each from its lower row: a pair seen the other way round has the inverse map.
+    remapped = [(a, b, r, MAPS[r]) if a < b else (b, a, r, np.linalg.inv(MAPS[r]))
+                for a, b, r in reversed(remapped)]
     first, second = run(rows, matches), run(shuffled_rows, remapped)
     assert groups_as_sets(first) == groups_as_sets(second)
     second = second.loc[first.index]
@@ -80,8 +88,26 @@ def test_groups_and_decisions_do_not_depend_on_input_order(data, random):
 @given(datasets())
 def test_a_pair_means_the_same_from_either_side(data):
     rows, matches = data
-    swapped = [(b, a, r) for a, b, r in matches]  # row_a > row_b: the classifier must not care
+    swapped = [(b, a, r, np.linalg.inv(MAPS[r])) for a, b, r in matches]  # row_a > row_b: all the same
     assert groups_as_sets(run(rows, matches)) == groups_as_sets(run(rows, swapped))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets())
+def test_no_leak_survives_and_only_a_leak_or_a_copy_drops_a_related_file(data):
+    """No kept file of a training split is related to a kept val file, and a file is dropped only for being
+    corrupt, a copy, a dropped issue, or (a training file) a leak into a val file: an overlap alone never is."""
+    manifest, pairs = run_with_pairs(*data)
+    kept = manifest[Col.ACTION] == "keep"
+    for path_a, path_b in zip(pairs[PairCol.PATH_A], pairs[PairCol.PATH_B]):
+        if kept[path_a] and kept[path_b]:
+            assert (manifest.loc[path_a, Col.SPLIT] == "val") == (manifest.loc[path_b, Col.SPLIT] == "val")
+    for path, row in manifest[manifest[Col.ACTION] == "drop"].iterrows():
+        reason = row[Col.REASON]
+        assert reason.startswith(("corrupt: ", "duplicate of ", "drop: ", "split leak: ")), reason
+        if reason.startswith("split leak: "):
+            assert row[Col.SPLIT] != "val" and manifest.loc[row[Col.LEAKS_INTO], Col.SPLIT] == "val"
+            assert kept[row[Col.LEAKS_INTO]] or manifest.loc[row[Col.LEAKS_INTO], Col.ACTION] == "review"
 
 
 ISSUE_NAMES = [issue.value for issue in Issue]
@@ -93,7 +119,6 @@ ISSUE_NAMES = [issue.value for issue in Issue]
 def test_issue_flags_are_membership_of_each_rows_list(lists, as_arrays):
     """The vectorised flags equal a plain `in` test per row and issue, for lists and for the arrays Parquet
     gives back."""
-    import numpy as np
 
     values = [np.array(items, dtype=object) for items in lists] if as_arrays else lists
     issues = pd.Series(values, index=range(100, 100 + len(lists)), dtype=object)

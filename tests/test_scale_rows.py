@@ -69,7 +69,7 @@ def test_the_timed_stages_run_and_find_what_was_injected(generated, tmp_path):
     counts = generated.counts
     assert summary["issues"]["corrupt"]["count"] == counts["corrupt"]
     assert summary["issues"]["bright"]["count"] >= counts["bright"]
-    assert summary["duplicate_groups"] >= counts["groups"] * 0.9
+    assert summary["duplicate_sets"] >= counts["duplicate_groups"] * 0.9
     assert summary["gate"]["success"]
     assert (tmp_path / "out" / "manifest.parquet").is_file()
     # Injected defects and group members exist on disk, so the report shows real thumbnails.

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from tasks import verify
-from tasks.config import VerificationConfig
+from tasks.config import DecisionsConfig, VerificationConfig
+from tasks.relations import relation_of
 from tasks.schema import Col
 from tasks.verify import ImageFeatures, correlate_pair, extract_features, verify_pair, verify_pairs
 from tests.conftest import RSSCN7
@@ -42,6 +43,21 @@ def textured_scene(seed: int, size: int = SIZE) -> np.ndarray:
 def save(path: Path, image: np.ndarray, quality: int = 90) -> Path:
     cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return path
+
+
+DUPLICATE_SHARE = DecisionsConfig().duplicate_share
+
+
+def relation(result: verify.Verification) -> str:
+    """The relation an accepted pair gets at the default duplicate share; "none" when rejected."""
+    return relation_of(np.array([result.share_a]), np.array([result.share_b]), DUPLICATE_SHARE)[0] if (
+        result.accepted) else "none"
+
+
+def frame_relations(frame: pd.DataFrame) -> list[str]:
+    """`relation` of each row of a frame `verify_pairs` returned."""
+    related = relation_of(frame[verify.SHARE_A].to_numpy(), frame[verify.SHARE_B].to_numpy(), DUPLICATE_SHARE)
+    return np.where(frame[verify.EVIDENCE] != "", related, "none").tolist()
 
 
 def check(path_a: Path, path_b: Path) -> verify.Verification:
@@ -109,11 +125,12 @@ def test_edited_copy_is_duplicate_with_its_transform(
 
     result = check(scene_path, copy_path)
 
-    assert result.relation == "duplicate"
+    # A crop lies within the original but shows less than the default duplicate share of it: an overlap.
+    assert relation(result) == ("overlap" if "crop" in expected_transform else "duplicate")
     assert result.transform == expected_transform
     assert result.inliers >= VerificationConfig().min_inliers
     assert 0.0 < result.score <= 1.0
-    assert result.coverage >= VerificationConfig().duplicate_min_coverage
+    assert result.share_b >= 0.9
 
 
 @pytest.mark.parametrize("name", list(TRANSFORMS))
@@ -131,9 +148,9 @@ def test_a_fit_from_the_copy_back_reads_as_the_copy_from_the_original(
 
     verdicts = [verify._judge(verify._reversed(fit, original, copy), original, copy, settings) for fit in fits if fit]
 
-    accepted = [verdict for verdict in verdicts if verdict.relation == "duplicate"]
+    accepted = [verdict for verdict in verdicts if verdict.accepted]
     assert accepted and accepted[0].transform == expected_transform
-    assert accepted[0].coverage >= settings.duplicate_min_coverage
+    assert accepted[0].share_b >= 0.9
 
 
 def test_mirror_copy_matches_as_strongly_as_a_rotated_copy(
@@ -148,16 +165,20 @@ def test_mirror_copy_matches_as_strongly_as_a_rotated_copy(
     assert mirrored.inliers >= 0.5 * min(rotated.inliers, VerificationConfig().mirror_features)
 
 
-def test_relation_does_not_depend_on_pair_order(scene: np.ndarray, scene_path: Path, tmp_path: Path) -> None:
+def test_shares_do_not_depend_on_pair_order(scene: np.ndarray, scene_path: Path, tmp_path: Path) -> None:
+    """A crop of 70 % of the side lies within the original and shows 49 % of it, whichever image comes first."""
     copy_path = save(tmp_path / "crop.jpg", crop(scene, 0.7, 50, 50))
 
-    assert check(copy_path, scene_path).relation == "duplicate"
-    assert check(copy_path, scene_path).transform == "crop"
+    forward, backward = check(scene_path, copy_path), check(copy_path, scene_path)
+    assert forward.transform == backward.transform == "crop"
+    assert (forward.share_a, forward.share_b) == pytest.approx((0.49, 1.0), abs=0.03)
+    assert (backward.share_a, backward.share_b) == pytest.approx((1.0, 0.49), abs=0.03)
+    assert relation(forward) == relation(backward) == "overlap"
 
 
-@pytest.mark.parametrize(("offset", "expected_coverage"), [((100, 0), 2 / 3), ((80, 80), (220 / 300) ** 2)])
+@pytest.mark.parametrize(("offset", "expected_share"), [((100, 0), 2 / 3), ((80, 80), (220 / 300) ** 2)])
 def test_shifted_windows_of_one_scene_overlap(
-    offset: tuple[int, int], expected_coverage: float, scene: np.ndarray, tmp_path: Path
+    offset: tuple[int, int], expected_share: float, scene: np.ndarray, tmp_path: Path
 ) -> None:
     dx, dy = offset
     path_a = save(tmp_path / "a.jpg", scene[0:300, 0:300])
@@ -165,9 +186,9 @@ def test_shifted_windows_of_one_scene_overlap(
 
     result = check(path_a, path_b)
 
-    assert result.relation == "overlap"
+    assert relation(result) == "overlap"
     assert result.transform == "shift"
-    assert result.coverage == pytest.approx(expected_coverage, abs=0.05)
+    assert (result.share_a, result.share_b) == pytest.approx((expected_share, expected_share), abs=0.05)
 
 
 def test_different_scenes_of_the_same_texture_do_not_match(tmp_path: Path) -> None:
@@ -177,7 +198,7 @@ def test_different_scenes_of_the_same_texture_do_not_match(tmp_path: Path) -> No
     for index, features_a in enumerate(features):
         for features_b in features[index + 1 :]:
             assert features_a is not None and features_b is not None
-            assert verify_pair(features_a, features_b).relation == "none"
+            assert relation(verify_pair(features_a, features_b)) == "none"
             assert verify_pair(features_a, features_b).transform == ""
 
 
@@ -203,15 +224,16 @@ def test_zoomed_view_correlates_both_ways(zoom: float, label: str, scene: np.nda
 
     forward, backward = correlate_pair(original, zoomed, settings), correlate_pair(zoomed, original, settings)
 
-    assert (forward.relation, forward.transform) == ("duplicate", label)
+    assert (relation(forward), forward.transform) == ("overlap", label)
     assert backward.transform == label.replace(f"{zoom:g}x", f"{1 / zoom:.2g}x")
     assert forward.score >= settings.min_correlation and forward.inliers == 0
-    assert forward.coverage >= settings.duplicate_min_coverage
+    # The zoomed view shows 1 / zoom^2 of the original, all of it shared.
+    assert (forward.share_a, forward.share_b) == pytest.approx((1 / zoom**2, 1.0), abs=0.03)
     # Only the configured factors are tried: without 1.5 the 1.5x view is not found by correlation.
     only_2x = VerificationConfig(correlation_zooms=(2.0,))
     original, zoomed = (features_of(tmp_path, name, image, only_2x)
                         for name, image in (("original", scene), ("zoomed", zoomed_in(scene, 90, 130, zoom))))
-    assert correlate_pair(original, zoomed, only_2x).relation == ("duplicate" if zoom == 2.0 else "none")
+    assert relation(correlate_pair(original, zoomed, only_2x)) == ("overlap" if zoom == 2.0 else "none")
 
 
 def test_thin_shared_strip_is_an_overlap_found_by_correlation(scene: np.ndarray, tmp_path: Path) -> None:
@@ -221,11 +243,11 @@ def test_thin_shared_strip_is_an_overlap_found_by_correlation(scene: np.ndarray,
 
     result = verify_pair(a, b)
 
-    assert (result.relation, result.transform, result.inliers) == ("overlap", "shift", 0)
+    assert (relation(result), result.transform, result.inliers) == ("overlap", "shift", 0)
     assert result.score >= VerificationConfig().min_correlation
-    assert result.coverage == pytest.approx(45 * 260 / 300**2, abs=0.04)
+    assert (result.share_a, result.share_b) == pytest.approx((45 * 260 / 300**2,) * 2, abs=0.04)
     # The overlap must be large enough: a minimum above its share rejects it.
-    assert correlate_pair(a, b, VerificationConfig(correlation_min_overlap=0.3)).relation == "none"
+    assert relation(correlate_pair(a, b, VerificationConfig(correlation_min_overlap=0.3))) == "none"
 
 
 def test_a_ten_percent_strip_is_found_by_the_placement_search() -> None:
@@ -236,8 +258,8 @@ def test_a_ten_percent_strip_is_found_by_the_placement_search() -> None:
 
     result = verify_pair(c199, c200)
 
-    assert (result.relation, result.transform, result.inliers) == ("overlap", "shift", 0)
-    assert result.coverage == pytest.approx(14 * 120 / 128**2, abs=0.01)
+    assert (relation(result), result.transform, result.inliers) == ("overlap", "shift", 0)
+    assert (result.share_a, result.share_b) == pytest.approx((14 * 120 / 128**2,) * 2, abs=0.01)
     assert result.score >= VerificationConfig().min_correlation
 
 
@@ -247,7 +269,7 @@ def test_parallel_lines_do_not_place_different_scenes(names: tuple[str, str]) ->
     0.73 (below `search_min_correlation`), and as well 4 pixels further along the lines."""
     first, second = (extract_features(rsscn7_tile(name)) for name in names)
 
-    assert verify_pair(first, second).relation == "none"
+    assert relation(verify_pair(first, second)) == "none"
 
 
 def test_a_placement_along_parallel_lines_is_not_distinct() -> None:
@@ -305,7 +327,8 @@ def test_a_crop_of_a_small_tile_matches_it(name: str, tmp_path: Path) -> None:
 
     result = verify_pair(whole, half)
 
-    assert (result.relation, result.transform) == ("duplicate", "crop")
+    assert (result.accepted, result.transform) == (True, "crop")
+    assert (result.share_a, result.share_b) == pytest.approx(((45 / 64) ** 2, 1.0), abs=0.05)
     assert whole.width == 128 and half.width == 128  # both enlarged for their keypoints
 
 
@@ -335,10 +358,10 @@ def test_black_fill_does_not_make_different_scenes_correlate(tmp_path: Path) -> 
     copies = [features_of(tmp_path, f"turned{index}", turned(image)) for index, image in enumerate(originals)]
 
     for first, second in itertools.combinations(copies, 2):
-        assert correlate_pair(first, second).relation == "none"
-        assert verify_pair(first, second).relation == "none"
+        assert relation(correlate_pair(first, second)) == "none"
+        assert relation(verify_pair(first, second)) == "none"
     for index, (original, copy) in enumerate(zip(originals, copies, strict=True)):
-        assert verify_pair(features_of(tmp_path, f"original{index}", original), copy).relation != "none"
+        assert relation(verify_pair(features_of(tmp_path, f"original{index}", original), copy)) != "none"
 
 
 def with_overlay(image: np.ndarray, kind: str) -> np.ndarray:
@@ -369,10 +392,10 @@ def test_an_overlay_shared_by_different_scenes_does_not_make_them_copies(kind: s
              for index, image in enumerate(scenes)]
     pairs = pd.DataFrame(list(itertools.combinations(paths, 2)), columns=["path_a", "path_b"])
 
-    assert (verify_pairs(pairs, VerificationConfig())[verify.RELATION] == "none").all()
-    assert (verify_pairs(pairs, VerificationConfig(min_detail_agreement=-1.0))[verify.RELATION] == "duplicate").all()
+    assert set(frame_relations(verify_pairs(pairs, VerificationConfig()))) == {"none"}
+    assert set(frame_relations(verify_pairs(pairs, VerificationConfig(min_detail_agreement=-1.0)))) == {"duplicate"}
     copy = features_of(tmp_path, "copy", cv2.flip(with_overlay(scenes[3], kind), 1))
-    assert verify_pair(features_of(tmp_path, "original", with_overlay(scenes[3], kind)), copy).relation == "duplicate"
+    assert relation(verify_pair(features_of(tmp_path, "original", with_overlay(scenes[3], kind)), copy)) == "duplicate"
 
 
 def test_a_watermark_stamped_on_a_copy_of_a_smooth_scene_does_not_hide_it(tmp_path: Path) -> None:
@@ -383,11 +406,11 @@ def test_a_watermark_stamped_on_a_copy_of_a_smooth_scene_does_not_hide_it(tmp_pa
     first, copy = features_of(tmp_path, "original", original), features_of(
         tmp_path, "copy", with_overlay(original, "watermark"))
 
-    assert verify._match_keypoints(first, copy, VerificationConfig()).relation == "none"
+    assert relation(verify._match_keypoints(first, copy, VerificationConfig())) == "none"
     whole_overlap_only = VerificationConfig(refine_min_peak=1.0)
-    assert correlate_pair(first, copy, whole_overlap_only).relation == "none"
+    assert relation(correlate_pair(first, copy, whole_overlap_only)) == "none"
     result = correlate_pair(first, copy)
-    assert (result.relation, result.transform) == ("duplicate", "same")
+    assert (relation(result), result.transform) == ("duplicate", "same")
     assert result.score >= VerificationConfig().min_correlation
 
 
@@ -400,13 +423,13 @@ def test_a_watermarked_copy_is_checked_cell_by_cell_when_a_half_of_its_overlap_f
         tmp_path, "copy", with_overlay(original, "watermark"))
     settings = VerificationConfig()
 
-    assert verify._match_keypoints(first, copy, settings).relation == "none"
+    assert relation(verify._match_keypoints(first, copy, settings)) == "none"
     detail = verify._detail_of_each()
     in_place = verify._overlap_correlation(
         detail(first.thumbnail), detail(copy.thumbnail), 0, 0, settings.correlation_min_half)
     assert in_place == -1.0
     result = correlate_pair(first, copy)
-    assert (result.relation, result.transform) == ("duplicate", "same")
+    assert (relation(result), result.transform) == ("duplicate", "same")
 
 
 def test_stickers_placed_over_each_other_do_not_make_different_scenes_overlap(
@@ -422,10 +445,10 @@ def test_stickers_placed_over_each_other_do_not_make_different_scenes_overlap(
 
     first = features_of(tmp_path, "first", stickered("bField/b188.jpg", 20, 76))
     second = features_of(tmp_path, "second", stickered("bField/b158.jpg", 156, 73))
-    assert verify_pair(first, second).relation == "none"
+    assert relation(verify_pair(first, second)) == "none"
 
     monkeypatch.setattr(verify, "_flat", lambda gray: np.zeros(gray.shape, bool))  # the flat areas overlooked
-    assert correlate_pair(first, second).relation == "overlap"
+    assert relation(correlate_pair(first, second)) == "overlap"
 
 
 def test_an_agreement_resting_on_a_few_cells_of_detail_is_none(tmp_path: Path) -> None:
@@ -472,7 +495,7 @@ def test_a_copy_the_similarity_fit_misaligns_is_confirmed_by_a_refit(
                   for a_to_b, inliers in verify._alignments(fit, first, copy, similarity_only)]
 
     assert agreements[0] < similarity_only.min_detail_agreement <= max(agreements[1:])
-    assert verify_pair(first, copy).relation == "duplicate"
+    assert relation(verify_pair(first, copy)) == "duplicate"
 
 
 def test_written_out_linear_algebra_matches_numpy() -> None:
@@ -507,7 +530,7 @@ def test_correlation_rejects_unrelated_rotated_and_tiny_images(scene: np.ndarray
     # The same pair of unrelated scenes is accepted only when the correlation floor and the agreement of its cells
     # are dropped to nothing.
     floorless = VerificationConfig(min_correlation=0.01, min_detail_agreement=-1.0)
-    assert correlate_pair(original, others[0], floorless).relation != "none"
+    assert relation(correlate_pair(original, others[0], floorless)) != "none"
 
 
 def rsscn7_tile(name: str) -> Path:
@@ -530,11 +553,11 @@ def test_smooth_real_scene_copy_verifies(tmp_path: Path) -> None:
 
     result = check(original, copy_path)
 
-    assert (result.relation, result.transform) == ("duplicate", "rotate270")
+    assert (relation(result), result.transform) == ("duplicate", "rotate270")
 
 
 def test_distinct_real_grass_fields_do_not_match() -> None:
-    assert check(rsscn7_tile(SMOOTH_GRASS[0]), rsscn7_tile(SMOOTH_GRASS[1])).relation == "none"
+    assert relation(check(rsscn7_tile(SMOOTH_GRASS[0]), rsscn7_tile(SMOOTH_GRASS[1]))) == "none"
 
 
 def test_unreadable_file_has_no_features(tmp_path: Path) -> None:
@@ -610,11 +633,11 @@ def test_verify_pairs_adds_columns_and_extracts_each_image_once(
 
     assert sorted(extracted) == sorted({str(scene_path), str(rotated), str(other), str(broken)})
     assert list(result["pair_id"]) == [1, 2, 3, 4]
-    assert list(result["relation"]) == ["duplicate", "none", "none", "none"]
+    assert frame_relations(result) == ["duplicate", "none", "none", "none"]
     assert list(result["transform"]) == ["rotate180", "", "", ""]
     assert result.loc[0, "inliers"] >= VerificationConfig().min_inliers
-    assert set(result.columns) >= {"relation", "match_score", "inliers", "transform", "coverage"}
-    assert "relation" not in pairs.columns
+    assert set(result.columns) >= set(verify.RESULT_COLUMNS)
+    assert verify.EVIDENCE not in pairs.columns
 
 
 @pytest.mark.parametrize(
@@ -642,7 +665,7 @@ def test_only_rejected_pairs_with_enough_inliers_or_a_peak_are_matched_again_fin
 
     # The copy is settled at the working size; only the rejected pair can reach the finer pass.
     assert sorted(finer) == (sorted([str(scene_path), str(other)]) if refined else [])
-    assert list(result["relation"]) == ["duplicate", "none"]
+    assert frame_relations(result) == ["duplicate", "none"]
 
 
 def test_real_furrowed_overlap_is_found_by_the_finer_pass_its_correlation_peak_calls_for() -> None:
@@ -656,9 +679,9 @@ def test_real_furrowed_overlap_is_found_by_the_finer_pass_its_correlation_peak_c
     found = verify_pairs(pairs)
     without_peak_trigger = verify_pairs(pairs, VerificationConfig(refine_min_peak=1.0))
 
-    assert list(found["relation"]) == ["overlap"]
+    assert frame_relations(found) == ["overlap"]
     assert found.loc[0, "inliers"] >= VerificationConfig().min_inliers
-    assert list(without_peak_trigger["relation"]) == ["none"]
+    assert frame_relations(without_peak_trigger) == ["none"]
 
 
 def test_real_cropped_turned_mirrored_copy_is_found_by_the_finer_pass_mirrored_keypoints(tmp_path: Path) -> None:
@@ -674,9 +697,10 @@ def test_real_cropped_turned_mirrored_copy_is_found_by_the_finer_pass_mirrored_k
 
     found = verify_pairs(pairs, settings)
 
-    assert verify_pair(*features, settings).relation == "none"  # type: ignore[arg-type]
+    assert relation(verify_pair(*features, settings)) == "none"  # type: ignore[arg-type]
     assert verify._refined(settings).mirror_features == 200
-    assert (found.loc[0, "relation"], found.loc[0, "transform"]) == ("duplicate", "hflip+rotate90+crop")
+    assert (frame_relations(found)[0], found.loc[0, "transform"]) == ("overlap", "hflip+rotate90+crop")
+    assert (found.loc[0, "share_a"], found.loc[0, "share_b"]) == pytest.approx((0.36, 1.0), abs=0.04)
 
 
 def test_real_heavy_crop_is_found_by_the_finer_pass_matching_from_the_crop(tmp_path: Path) -> None:
@@ -693,8 +717,9 @@ def test_real_heavy_crop_is_found_by_the_finer_pass_matching_from_the_crop(tmp_p
 
     found = verify_pairs(pairs, VerificationConfig())
 
-    assert verify._match_keypoints(fine_original, fine_copy, fine).relation == "none"
-    assert (found.loc[0, "relation"], found.loc[0, "transform"]) == ("duplicate", "hflip+rotate+crop")
+    assert relation(verify._match_keypoints(fine_original, fine_copy, fine)) == "none"
+    assert (frame_relations(found)[0], found.loc[0, "transform"]) == ("overlap", "hflip+rotate+crop")
+    assert found.loc[0, "share_a"] == pytest.approx(0.25, abs=0.04) and found.loc[0, "share_b"] >= 0.9
 
 
 def test_real_zoomed_tile_is_found_by_correlation() -> None:
@@ -706,8 +731,8 @@ def test_real_zoomed_tile_is_found_by_correlation() -> None:
     keypoints_only = verify_pair(features_out, features_in, VerificationConfig(min_correlation=1.0))
     result = verify_pair(features_out, features_in)
 
-    assert keypoints_only.relation == "none"
-    assert result.relation != "none"
+    assert relation(keypoints_only) == "none"
+    assert relation(result) != "none"
     assert result.transform.split("+")[0] == "zoom2x"  # part of a029 lies outside a184: an overlap, shifted
     assert result.score >= VerificationConfig().min_correlation
     assert correlate_pair(features_in, features_out).transform.split("+")[0] == "zoom0.5x"
@@ -717,7 +742,7 @@ def test_verify_pairs_accepts_an_empty_frame() -> None:
     result = verify_pairs(pd.DataFrame({"path_a": [], "path_b": []}))
 
     assert result.empty
-    assert {"relation", "match_score", "inliers", "transform", "coverage"} <= set(result.columns)
+    assert set(verify.RESULT_COLUMNS) <= set(result.columns)
 
 
 def test_settings_are_frozen_bounded_and_closed() -> None:
@@ -785,7 +810,7 @@ def test_verify_pairs_keeps_row_order_across_batches(scene: np.ndarray, scene_pa
     result = verify_pairs(pairs, single_pass)
 
     expected = [verify_pair(features[a], features[b], single_pass) for a, b in rows]  # type: ignore[arg-type]
-    assert list(result["relation"]) == [verdict.relation for verdict in expected]
+    assert frame_relations(result) == [relation(verdict) for verdict in expected]
     assert list(result["transform"]) == [verdict.transform for verdict in expected]
     assert {"rotate180", "zoom2x", "zoom0.5x"} <= set(result["transform"])
 
@@ -804,7 +829,7 @@ def test_correlation_spectra_are_taken_once_per_image(
     result = verify_pairs(pairs, VerificationConfig(correlation_zooms=(2.0,), refine_min_inliers=1000,
                                                     refine_min_peak=1.0))
 
-    assert (result["relation"] == "none").all()
+    assert (result[verify.EVIDENCE] == "").all()
     assert len(pairs) == 15 and len(transformed) == 6 * 2
 
 
@@ -902,6 +927,22 @@ def test_name_neighbours_follow_natural_order_across_folders() -> None:
 
     assert sorted(zip(pairs["row_a"], pairs["row_b"])) == [(0, 1), (0, 2), (1, 3)]  # other, 9, 10, 11
     assert len(verify.name_neighbours(paths, np.array([0, 1, 2, 3]), k=2)) == 5
+
+
+def test_grid_neighbours_pair_tiles_next_to_each_other_on_either_axis() -> None:
+    """Tiles named by row and column, or by pixel offsets, in any folders: each is paired with the next along each
+    axis (the tile below is three files further in natural order here); names with one number are left alone."""
+    cells = [(row, column) for row in range(3) for column in range(3)]
+    paths = pd.Series([f"/d/{'val' if cell == (1, 1) else 'train'}/scene_r{cell[0]}_c{cell[1]}.jpg" for cell in cells]
+                      + [f"/d/train/offsets_{256 * x}_{256 * y}.png" for x, y in ((0, 0), (1, 0), (0, 1))]
+                      + ["/d/train/tile_1.jpg", "/d/train/tile_2.jpg"])
+    sources, targets = verify.grid_neighbours(paths, np.arange(len(paths)))
+
+    found = {frozenset((paths[a], paths[b])) for a, b in zip(sources, targets)}
+    expected = {frozenset((f"scene_r{r}_c{c}", f"scene_r{r + dr}_c{c + dc}")) for r, c in cells
+                for dr, dc in ((0, 1), (1, 0)) if r + dr < 3 and c + dc < 3}
+    expected |= {frozenset(("offsets_0_0", "offsets_256_0")), frozenset(("offsets_0_0", "offsets_0_256"))}
+    assert {frozenset(Path(path).stem for path in pair) for pair in found} == expected
 
 
 def test_part_and_name_neighbours_are_verified_whatever_their_similarity() -> None:

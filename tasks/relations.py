@@ -1,0 +1,146 @@
+"""Relations: which files share ground, and how much of each. Facts, from which decisions are taken.
+
+Two readable files with the same bytes are `exact`. A pair that verification accepted is a `duplicate` when the
+ground the two share covers at least `decisions.duplicate_share` of each image (the same picture, whatever the
+transform), otherwise an `overlap`. The relations frame holds one row per related pair, each unordered pair once
+(`row_a` < `row_b`), with the columns of `tasks.schema.PairCol`; `pairs.parquet` is that frame with paths.
+
+A set of files with the same bytes is recorded as a star: each file paired with the set's first file (in row
+order), not every pair of the set, which would grow with the square of the set's size (a folder of blank tiles).
+Sameness of bytes is transitive, so the star says as much.
+
+Ground too thin to verify is found by composition (`composed_relations`): tiles cut from a grid share a corner
+with their diagonal neighbours (6 % of each at a quarter's overlap), below what verification looks for, and the
+maps of two verified relations through the tile beside both place that corner exactly.
+"""
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from tasks.geometry import IDENTITY, describe, shares
+from tasks.schema import Check, Col, PairCol, Relation
+from tasks.verify import A_TO_B, EVIDENCE, MATCH_SCORE, SHARE_A, SHARE_B, TRANSFORM
+
+RELATION_COLUMNS = [PairCol.ROW_A, PairCol.ROW_B, PairCol.RELATION, PairCol.SHARE_A, PairCol.SHARE_B,
+                    PairCol.TRANSFORM, PairCol.SCORE, PairCol.EVIDENCE, PairCol.CROSS_SPLIT, PairCol.A_TO_B]
+
+
+def exact_pairs(files: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (first, other) linking each readable file to the first readable file with the same sha256."""
+    readable = files.loc[files[Col.VALID].to_numpy(dtype=bool) & files[Col.SHA256].notna().to_numpy(dtype=bool),
+                         [Col.ROW, Col.SHA256]]
+    readable = readable[readable[Col.SHA256].duplicated(keep=False)]  # grouping only these is much faster
+    first = readable.groupby(Col.SHA256)[Col.ROW].transform("min")
+    linked = readable[readable[Col.ROW] != first]
+    return first[linked.index].to_numpy(dtype=np.int64), linked[Col.ROW].to_numpy(dtype=np.int64)
+
+
+def relation_of(share_a: np.ndarray, share_b: np.ndarray, duplicate_share: float) -> np.ndarray:
+    """`duplicate` where both shares reach `duplicate_share`, else `overlap` (strings)."""
+    duplicate = np.minimum(share_a, share_b) >= duplicate_share
+    return np.where(duplicate, Relation.DUPLICATE.value, Relation.OVERLAP.value).astype(object)
+
+
+# A file related to more files than this is not composed through (a blank or repeated tile related to many would
+# make pairs by the square of its relations).
+MAX_COMPOSED_DEGREE = 64
+# A composed relation is recorded when its shared region covers at least this share of either file: two fits'
+# errors can make tiles that only touch seem to share a sliver.
+MIN_COMPOSED_SHARE = 0.02
+
+
+def _directed(relations: pd.DataFrame) -> pd.DataFrame:
+    """Each relation from both of its files: `source`, `target`, the map from source to target (3 x 3) and the
+    relation's score."""
+    maps = np.stack([np.asarray(m, np.float64).reshape(3, 3) for m in relations[PairCol.A_TO_B]]) if len(
+        relations) else np.empty((0, 3, 3))
+    inverses = np.stack([cv2.invert(m)[1] for m in maps]) if len(maps) else maps
+    a, b = relations[PairCol.ROW_A].to_numpy(np.int64), relations[PairCol.ROW_B].to_numpy(np.int64)
+    return pd.DataFrame({
+        "source": np.concatenate([a, b]), "target": np.concatenate([b, a]),
+        "map": list(maps) + list(inverses),
+        "score": np.tile(relations[PairCol.SCORE].to_numpy(dtype=float), 2),
+    })
+
+
+def composed_relations(files: pd.DataFrame, verified: pd.DataFrame, related: set[tuple[int, int]],
+                       duplicate_share: float) -> pd.DataFrame:
+    """Relations that follow from two verified relations through a third file (`Check.COMPOSITION`): the pair's
+    map is the two maps composed, its shares those of the composed map, kept when either reaches
+    `MIN_COMPOSED_SHARE`. Pairs in `related` (already related, either way round) and pairs of files with the same
+    bytes are left out; of several paths between two files, the one through the first file by path is taken. Its
+    score is the weaker of the two relations' scores. One step only: no chains of compositions."""
+    edges = _directed(verified)
+    degree = edges["source"].value_counts()
+    edges = edges[edges["source"].map(degree).to_numpy() <= MAX_COMPOSED_DEGREE]
+    paths = edges.rename(columns={"source": "middle", "target": "b", "map": "to_b", "score": "score_b"}).merge(
+        edges.rename(columns={"source": "middle", "target": "a", "map": "to_a", "score": "score_a"}), on="middle")
+    paths = paths[paths["a"].to_numpy() < paths["b"].to_numpy()]
+    sha = files.set_index(Col.ROW)[Col.SHA256]
+    fresh = [(a, b) not in related for a, b in zip(paths["a"], paths["b"])]
+    paths = paths[np.asarray(fresh, bool) & (sha.reindex(paths["a"]).to_numpy() != sha.reindex(paths["b"]).to_numpy())]
+    paths = paths.assign(through=files.set_index(Col.ROW)[Col.PATH].reindex(paths["middle"]).to_numpy())
+    paths = paths.sort_values(["a", "b", "through"]).drop_duplicates(["a", "b"])
+    # a -> middle is the inverse of middle -> a; then middle -> b.
+    maps = [to_b @ cv2.invert(to_a)[1] for to_a, to_b in zip(paths["to_a"], paths["to_b"])]
+    measured = np.array([shares(m) for m in maps]).reshape(-1, 2)
+    keep = measured.max(axis=1, initial=0.0) >= MIN_COMPOSED_SHARE if len(measured) else np.zeros(0, bool)
+    paths, maps, measured = paths[keep], [m for m, k in zip(maps, keep) if k], measured[keep]
+    size = files.set_index(Col.ROW)[[Col.WIDTH, Col.HEIGHT]].astype("float64")
+    size_a, size_b = size.reindex(paths["a"]).to_numpy(), size.reindex(paths["b"]).to_numpy()
+    transforms = [describe(np.diag(sb) @ m[:2, :2] @ np.diag(1.0 / sa), share_a, share_b)
+                  for m, sa, sb, (share_a, share_b) in zip(maps, size_a, size_b, measured)]
+    return pd.DataFrame({
+        PairCol.ROW_A: paths["a"].to_numpy(np.int64), PairCol.ROW_B: paths["b"].to_numpy(np.int64),
+        PairCol.RELATION: relation_of(measured[:, 0], measured[:, 1], duplicate_share),
+        PairCol.SHARE_A: measured[:, 0], PairCol.SHARE_B: measured[:, 1], PairCol.TRANSFORM: transforms,
+        PairCol.SCORE: np.minimum(paths["score_a"].to_numpy(float), paths["score_b"].to_numpy(float)),
+        PairCol.EVIDENCE: Check.COMPOSITION.value,
+        PairCol.A_TO_B: pd.Series([m.ravel() for m in maps], dtype=object),
+    })
+
+
+def build_relations(files: pd.DataFrame, matches: pd.DataFrame, duplicate_share: float) -> pd.DataFrame:
+    """The relations frame from ingest rows (row, split, valid, sha256, width, height) and the pairs verification
+    accepted (`tasks.verify.verify_candidates`), with those composed from them (`composed_relations`). A verified
+    pair of files with the same bytes is left to the exact star."""
+    first, other = exact_pairs(files)
+    sha = files.set_index(Col.ROW)[Col.SHA256]
+    verified = matches[(sha.reindex(matches[PairCol.ROW_A]).to_numpy()
+                        != sha.reindex(matches[PairCol.ROW_B]).to_numpy())]
+    exact = pd.DataFrame({
+        PairCol.ROW_A: first, PairCol.ROW_B: other, PairCol.RELATION: Relation.EXACT.value,
+        PairCol.SHARE_A: 1.0, PairCol.SHARE_B: 1.0, PairCol.TRANSFORM: "same", PairCol.SCORE: 1.0,
+        PairCol.EVIDENCE: Check.SHA256.value,
+        PairCol.A_TO_B: pd.Series([IDENTITY.ravel()] * len(first), dtype=object),
+    })
+    shares_a, shares_b = verified[SHARE_A].to_numpy(dtype=float), verified[SHARE_B].to_numpy(dtype=float)
+    accepted = pd.DataFrame({
+        PairCol.ROW_A: verified[PairCol.ROW_A].to_numpy(dtype=np.int64),
+        PairCol.ROW_B: verified[PairCol.ROW_B].to_numpy(dtype=np.int64),
+        PairCol.RELATION: relation_of(shares_a, shares_b, duplicate_share),
+        PairCol.SHARE_A: shares_a, PairCol.SHARE_B: shares_b,
+        PairCol.TRANSFORM: verified[TRANSFORM].astype(str).to_numpy(),
+        PairCol.SCORE: verified[MATCH_SCORE].to_numpy(dtype=float),
+        PairCol.EVIDENCE: verified[EVIDENCE].astype(str).to_numpy(),
+        PairCol.A_TO_B: pd.Series(list(verified[A_TO_B]), dtype=object),
+    })
+    related = {(min(a, b), max(a, b)) for a, b in zip(np.concatenate([first, accepted[PairCol.ROW_A]]),
+                                                      np.concatenate([other, accepted[PairCol.ROW_B]]))}
+    composed = composed_relations(files, accepted, related, duplicate_share)
+    relations = pd.concat([part for part in (exact, accepted, composed) if len(part)] or [accepted],
+                          ignore_index=True)
+    split = files.set_index(Col.ROW)[Col.SPLIT]
+    relations[PairCol.CROSS_SPLIT] = (split.reindex(relations[PairCol.ROW_A]).to_numpy()
+                                      != split.reindex(relations[PairCol.ROW_B]).to_numpy())
+    relations = relations.sort_values([PairCol.ROW_A, PairCol.ROW_B], kind="stable").reset_index(drop=True)
+    return relations[RELATION_COLUMNS]
+
+
+def pairs_with_paths(relations: pd.DataFrame, paths: pd.Series) -> pd.DataFrame:
+    """The relations frame as `pairs.parquet` holds it: each pair's files by path (`paths` indexed by row)."""
+    named = relations.drop(columns=[PairCol.ROW_A, PairCol.ROW_B])
+    named.insert(0, PairCol.PATH_B, paths.reindex(relations[PairCol.ROW_B]).to_numpy())
+    named.insert(0, PairCol.PATH_A, paths.reindex(relations[PairCol.ROW_A]).to_numpy())
+    return named
