@@ -1,8 +1,10 @@
 """The visual report: a static, self-contained folder of HTML pages, inline SVG plots and Pillow thumbnails.
 
-`write_report` turns the manifest, the summary, the pair similarities and the band thresholds into
-`report/index.html` (summary tables, plots, then one gallery section per finding) plus extra gallery pages and
-`thumbs/`. Nothing is loaded from the network, so the folder opens from disk and can be copied anywhere.
+`write_report` turns the manifest, the related pairs (`pairs.parquet`), the summary, the pair similarities and the
+band thresholds into `report/index.html` (summary tables, plots, then one gallery section per finding) plus extra
+gallery pages and `thumbs/`. Pairs are shown side by side with the ground they share drawn on both thumbnails
+(`tasks.report_pairs`). Nothing is loaded from the network, so the folder opens from disk and can be copied
+anywhere.
 
 The report must stay fast and small for a million images: every gallery is capped and paginated (`ReportLimits`),
 and thumbnails are generated only for the files actually shown, up to a hard cap. Every file name and value that
@@ -14,7 +16,7 @@ import html
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +26,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from tasks.report_pairs import Item, Row, keeper_regions, leak_items, overlap_items, region_svg
 from tasks.schema import Action, Band, Col, Issue, issue_flags
 
 THUMBS_DIR = "thumbs"
 THUMB_SIZE = 128
 UNLABELED = "(unlabeled)"
-Row = dict[str, Any]  # one manifest row as a plain dict: rendering thousands of cards stays cheap
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class ReportLimits:
 
     page_size: int = 60  # cards per page
     max_pages: int = 10  # pages per gallery; the rest is counted, not shown (the manifest lists it)
-    max_group_members: int = 8  # members shown per duplicate group or cluster
+    max_group_members: int = 8  # members shown per duplicate set or cluster
     max_thumbnails: int = 3000  # thumbnails generated for the whole report
     max_classes: int = 40  # classes in the per-class plot
     max_splits: int = 20  # splits in the issues-per-split plot
@@ -46,14 +48,16 @@ class ReportLimits:
 
 @dataclass(frozen=True)
 class Gallery:
-    """One gallery section: its id, heading, explanation, and its items (a row each, or a group of rows each)."""
+    """One gallery section: its id, heading, explanation, how its items are laid out, and the items."""
 
     key: str
     heading: str
     note: str
-    items: list[list[Row]]  # each item is one card (one row) or one group (several rows)
-    grouped: bool
+    layout: str  # "cards" (one card an item, side by side), "groups" (a box an item) or "pairs" (small boxes of two)
+    unit: str  # what the heading counts
+    items: list[Item]
     total: int  # items found, before the cap
+    source: str = "the manifest"  # the output that lists every item, shown or not
 
 
 @dataclass
@@ -120,14 +124,14 @@ def _rows(manifest: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
 
 
 def _single(manifest: pd.DataFrame, flagged: pd.Series, order: str, ascending: bool, limit: int
-            ) -> tuple[list[list[Row]], int]:
+            ) -> tuple[list[Item], int]:
     """Rows where `flagged` (those with one issue), most severe first, capped at `limit`: one card each."""
     rows = _rows(manifest, flagged)
     rows = rows.sort_values(order, ascending=ascending, na_position="last", kind="stable")
-    return [[row] for row in rows.head(limit).to_dict("records")], len(rows)
+    return [Item([row]) for row in rows.head(limit).to_dict("records")], len(rows)
 
 
-def _groups(manifest: pd.DataFrame, column: str, mask: pd.Series, limit: int) -> tuple[list[list[Row]], int]:
+def _groups(manifest: pd.DataFrame, column: str, mask: pd.Series, limit: int) -> tuple[list[Item], int]:
     """Groups of at least two rows by `column` among `mask`, largest first, capped at `limit` groups."""
     rows = _rows(manifest, mask & manifest[column].notna())
     sizes = rows[column].value_counts()
@@ -143,50 +147,56 @@ def _groups(manifest: pd.DataFrame, column: str, mask: pd.Series, limit: int) ->
     groups: list[list[Row]] = [[] for _ in ordered]
     for row in members.drop(columns=["_group", "_action"]).to_dict("records"):
         groups[rank[row[column]]].append(row)
-    return groups, len(sizes)
+    return [Item(rows, caption=f"{column} {rows[0][column]}: {len(rows):,} files") for rows in groups], len(sizes)
 
 
-def build_galleries(manifest: pd.DataFrame, limits: ReportLimits) -> list[Gallery]:
-    """Every gallery section, in page order, from the manifest alone."""
+def build_galleries(manifest: pd.DataFrame, pairs: pd.DataFrame, limits: ReportLimits) -> list[Gallery]:
+    """Every gallery section, in page order, from the manifest and the related pairs (`pairs.parquet`)."""
     limit = limits.page_size * limits.max_pages
     everything = pd.Series(True, index=manifest.index)
     flags = issue_flags(manifest[Col.ISSUES])
-    specs: list[tuple[str, str, str, Callable[[], tuple[list[list[Row]], int]], bool]] = [
-        ("duplicates", "Duplicates and overlaps",
-         "Members of each duplicate group side by side, the kept file first, with the evidence that joined them.",
-         lambda: _groups(manifest, Col.DUP_GROUP, everything, limit), True),
-        ("clusters", "Clusters",
-         "Images linked by similarity at or above similarity.cluster_similarity (reported, not acted on).",
-         lambda: _groups(manifest, Col.CLUSTER, everything, limit), True),
-        ("outliers", "Outliers", "Out of domain: most isolated first (lowest density ratio).",
-         lambda: _single(manifest, flags[Issue.OUTLIER.value], Col.DENSITY_RATIO, True, limit), False),
-        ("blurry", "Blurry", "Blurriest first (lowest sharpness).",
-         lambda: _single(manifest, flags[Issue.BLURRY.value], Col.SHARPNESS, True, limit), False),
-        ("bright", "Bright (washed out or over-exposed)", "Brightest first (highest brightness).",
-         lambda: _single(manifest, flags[Issue.BRIGHT.value], Col.BRIGHTNESS, False, limit), False),
-        ("dark", "Dark", "Darkest first (lowest brightness).",
-         lambda: _single(manifest, flags[Issue.DARK.value], Col.BRIGHTNESS, True, limit), False),
-        ("corrupt", "Corrupt files", "Files that could not be decoded, with the reason.",
-         lambda: _single(manifest, flags[Issue.CORRUPT.value], Col.PATH, True, limit), False),
-        ("split-leaks", "Split leaks", "Duplicate groups that span more than one split.",
-         lambda: _groups(manifest, Col.DUP_GROUP, flags[Issue.SPLIT_LEAK.value], limit), True),
-        ("label-conflicts", "Label conflicts", "Duplicate groups whose members carry different labels.",
-         lambda: _groups(manifest, Col.DUP_GROUP, flags[Issue.LABEL_CONFLICT.value], limit), True),
+    duplicates, duplicate_sets = _groups(manifest, Col.DUP_GROUP, everything, limit)
+    leaks, leaking, no_action = leak_items(manifest, pairs, limit)
+    return [
+        Gallery("duplicates", "Duplicate sets", "Each set of copies of one picture (same bytes, or sharing at least "
+                "decisions.duplicate_share of each image's ground), the kept file first. On each copy that "
+                "pairs.parquet links to the kept file, the region it shares with that file is drawn, with the "
+                "relation in words.",
+                "groups", "sets", keeper_regions(duplicates, pairs), duplicate_sets),
+        Gallery("overlaps", "Overlaps", "Pairs of images that share part of their ground, side by side, the shared "
+                "region drawn on both. Both are kept unless a split leak or an issue drops one. Pairs across splits "
+                "first, then by the larger of the two shares, largest first.",
+                "pairs", "pairs", *overlap_items(manifest, pairs, limit), source="pairs.parquet"),
+        Gallery("clusters", "Clusters",
+                "Images linked by similarity at or above similarity.cluster_similarity (reported, not acted on).",
+                "groups", "groups", *_groups(manifest, Col.CLUSTER, everything, limit)),
+        Gallery("outliers", "Outliers", "Out of domain: most isolated first (lowest density ratio).", "cards", "files",
+                *_single(manifest, flags[Issue.OUTLIER.value], Col.DENSITY_RATIO, True, limit)),
+        Gallery("blurry", "Blurry", "Blurriest first (lowest sharpness).", "cards", "files",
+                *_single(manifest, flags[Issue.BLURRY.value], Col.SHARPNESS, True, limit)),
+        Gallery("bright", "Bright (washed out or over-exposed)", "Brightest first (highest brightness).", "cards",
+                "files", *_single(manifest, flags[Issue.BRIGHT.value], Col.BRIGHTNESS, False, limit)),
+        Gallery("dark", "Dark", "Darkest first (lowest brightness).", "cards", "files",
+                *_single(manifest, flags[Issue.DARK.value], Col.BRIGHTNESS, True, limit)),
+        Gallery("corrupt", "Corrupt files", "Files that could not be decoded, with the reason.", "cards", "files",
+                *_single(manifest, flags[Issue.CORRUPT.value], Col.PATH, True, limit)),
+        Gallery("split-leaks", "Split leaks", "Each training file that shares ground with a kept evaluation file "
+                "(leaks_into), beside that file, grouped by evaluation file, with the shared region drawn on both and "
+                "what was done to the training file. Pairs across splits that join no leaking file (two training "
+                "splits, two evaluation splits, or an evaluation file dropped for another reason) needed no action: "
+                f"{no_action:,}.", "pairs", "training files", leaks, leaking),
+        Gallery("label-conflicts", "Label conflicts", "Duplicate sets whose members carry different labels.",
+                "groups", "sets", *_groups(manifest, Col.DUP_GROUP, flags[Issue.LABEL_CONFLICT.value], limit)),
     ]
-    galleries = []
-    for key, heading, note, collect, grouped in specs:
-        items, total = collect()
-        galleries.append(Gallery(key, heading, note, items, grouped, total))
-    return galleries
 
 
-def paginate(items: Sequence[list[Row]], limits: ReportLimits) -> list[list[list[Row]]]:
+def paginate(items: Sequence[Item], limits: ReportLimits) -> list[list[Item]]:
     """Split items into pages of at most `page_size` cards (a group counts its shown members), `max_pages` pages."""
-    pages: list[list[list[Row]]] = []
-    current: list[list[Row]] = []
+    pages: list[list[Item]] = []
+    current: list[Item] = []
     cards = 0
     for item in items:
-        size = min(len(item), limits.max_group_members)
+        size = min(len(item.rows), limits.max_group_members)
         if current and cards + size > limits.page_size:
             pages.append(current)
             current, cards = [], 0
@@ -197,16 +207,20 @@ def paginate(items: Sequence[list[Row]], limits: ReportLimits) -> list[list[list
     return pages[: limits.max_pages]
 
 
-def _card(row: Row, thumbs: _Thumbnails) -> str:
-    """One file: thumbnail (or the decoding error), name, split and label, action and its evidence."""
+def _card(row: Row, thumbs: _Thumbnails, region: np.ndarray | None = None, note: str = "") -> str:
+    """One file: thumbnail (or the decoding error) with `region` drawn on it, name, split and label, action and its
+    evidence, and `note` (the relation the region comes from)."""
     path = str(row[Col.PATH])
     name = path.rsplit("/", 1)[-1]
     if not row[Col.VALID]:
         picture = f'<div class="nothumb error">{_e(row[Col.ERROR])}</div>'
+    elif thumb := thumbs.get(path):
+        overlay = "" if region is None else region_svg(region, row[Col.WIDTH], row[Col.HEIGHT], THUMB_SIZE)
+        picture = (f'<div class="thumb"><img src="{_e(thumb)}" alt="{_e(name)}" width="{THUMB_SIZE}" '
+                   f'height="{THUMB_SIZE}">{overlay}</div>')
     else:
-        thumb = thumbs.get(path)
-        picture = (f'<img src="{_e(thumb)}" alt="{_e(name)}" width="{THUMB_SIZE}" height="{THUMB_SIZE}">'
-                   if thumb else '<div class="nothumb">no thumbnail</div>')
+        picture = '<div class="nothumb">no thumbnail</div>'
+    relation = f'<div class="relation">{_e(note)}</div>' if note else ""
     facts = [
         ("split", row[Col.SPLIT]), ("label", row[Col.LABEL] if pd.notna(row[Col.LABEL]) else UNLABELED),
         ("nn similarity", _number(row[Col.NN_SIMILARITY])), ("match score", _number(row[Col.MATCH_SCORE])),
@@ -214,30 +228,31 @@ def _card(row: Row, thumbs: _Thumbnails) -> str:
         ("fine detail", _number(row[Col.FINE_DETAIL], 2)), ("brightness", _number(row[Col.BRIGHTNESS], 1)),
         ("black level", _number(row[Col.BLACK_LEVEL], 1)),
         ("density ratio", _number(row[Col.DENSITY_RATIO])), ("duplicate of", row[Col.DUPLICATE_OF]),
+        ("leaks into", row[Col.LEAKS_INTO]),
     ]
     facts_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts if _e(v))
     action = str(row[Col.ACTION])
     return (
-        f'<figure class="card {_e(action)}" title="{_e(path)}">{picture}<figcaption>'
+        f'<figure class="card {_e(action)}" title="{_e(path)}">{picture}<figcaption>{relation}'
         f'<div class="name">{_e(name)}</div><span class="badge {_e(action)}">{_e(action)}</span> '
         f'<span class="reason">{_e(row[Col.REASON])}</span><dl>{facts_html}</dl>'
         f'<div class="issues">{_e(", ".join(list(row[Col.ISSUES])))}</div></figcaption></figure>'
     )
 
 
-def _render_items(items: Iterable[list[Row]], grouped: bool, column: str, limits: ReportLimits,
-                  thumbs: _Thumbnails) -> str:
+def _render_items(items: Iterable[Item], layout: str, limits: ReportLimits, thumbs: _Thumbnails) -> str:
     parts = []
     for item in items:
-        cards = "".join(_card(row, thumbs) for row in item[: limits.max_group_members])
-        if grouped:
-            hidden = len(item) - limits.max_group_members
-            more = f'<p class="more">and {hidden:,} more in the manifest</p>' if hidden > 0 else ""
-            parts.append(f'<div class="group"><h3>{_e(column)} {_e(item[0][column])}: {len(item):,} files</h3>'
-                         f'<div class="cards">{cards}</div>{more}</div>')
-        else:
+        cards = "".join(_card(row, thumbs, item.regions.get(i), item.notes.get(i, ""))
+                        for i, row in enumerate(item.rows[: limits.max_group_members]))
+        if layout == "cards":
             parts.append(cards)
-    return "".join(parts) if grouped else f'<div class="cards">{"".join(parts)}</div>'
+            continue
+        hidden = len(item.rows) - limits.max_group_members
+        more = f'<p class="more">and {hidden:,} more in the manifest</p>' if hidden > 0 else ""
+        parts.append(f'<div class="group {_e(layout)}"><h3>{_e(item.caption)}</h3><div class="cards">{cards}</div>'
+                     f'{more}</div>')
+    return "".join(parts) if layout == "groups" else f'<div class="{_e(layout)}">{"".join(parts)}</div>'
 
 
 def _page_name(key: str, number: int) -> str:
@@ -255,19 +270,17 @@ def _pager(key: str, count: int, current: int) -> str:
     return f'<nav class="pager">pages: {" ".join(links)}</nav>'
 
 
-def _gallery_html(gallery: Gallery, pages: list[list[list[Row]]], number: int, limits: ReportLimits,
+def _gallery_html(gallery: Gallery, pages: list[list[Item]], number: int, limits: ReportLimits,
                   thumbs: _Thumbnails) -> str:
     """Page `number` (from 1) of a gallery section, with its pager and a note when the cap hid items."""
-    column = Col.CLUSTER if gallery.key == "clusters" else Col.DUP_GROUP
-    unit = "groups" if gallery.grouped else "files"
     shown = sum(len(page) for page in pages)
-    capped = f" Showing the first {shown:,}; the manifest lists them all." if gallery.total > shown else ""
+    capped = f" Showing the first {shown:,}; {gallery.source} lists them all." if gallery.total > shown else ""
     page = pages[number - 1] if pages else []
-    body = (_render_items(page, gallery.grouped, column, limits, thumbs) if page
-            else '<p class="empty">None found.</p>')
+    body = _render_items(page, gallery.layout, limits, thumbs) if page else '<p class="empty">None found.</p>'
     pager = _pager(gallery.key, len(pages), number)
-    return (f'<section id="{_e(gallery.key)}"><h2>{_e(gallery.heading)} <small>({gallery.total:,} {unit})</small>'
-            f'</h2><p>{_e(gallery.note)}{_e(capped)}</p>{pager}{body}{pager}</section>')
+    count = f"{gallery.total:,} {gallery.unit}"
+    return (f'<section id="{_e(gallery.key)}"><h2>{_e(gallery.heading)} <small>({_e(count)})</small></h2>'
+            f'<p>{_e(gallery.note)}{_e(capped)}</p>{pager}{body}{pager}</section>')
 
 
 # ---------------------------------------------------------------- plots (inline SVG, no plotting library)
@@ -299,8 +312,9 @@ def similarity_histogram(similarities: np.ndarray, bands: dict[Band, float], bin
     parts = []
     for count, start, end in zip(counts, edges[:-1], edges[1:]):
         bar = math.log10(count + 1) / peak * plot_h
-        parts.append(f'<rect x="{x(start):.1f}" y="{top + plot_h - bar:.1f}" width="{max(x(end) - x(start) - 1, 1):.1f}"'
-                     f' height="{bar:.1f}" fill="#4a78b5"><title>{start:.3f}–{end:.3f}: {int(count):,} pairs</title></rect>')
+        parts.append(f'<rect x="{x(start):.1f}" y="{top + plot_h - bar:.1f}" '
+                     f'width="{max(x(end) - x(start) - 1, 1):.1f}" height="{bar:.1f}" fill="#4a78b5"><title>'
+                     f'{start:.3f}–{end:.3f}: {int(count):,} pairs</title></rect>')
     for i, (band, threshold) in enumerate(sorted(bands.items(), key=lambda item: item[1])):
         px = x(threshold)
         parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{12 + 14 * i}" y2="{top + plot_h}" stroke="#c0392b" '
@@ -367,7 +381,8 @@ STYLE = (
     "body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222;background:#fff}"
     "table{border-collapse:collapse;margin-bottom:1.2em}td,th{border:1px solid #ccc;padding:3px 9px;text-align:left}"
     "td.n{text-align:right}th{background:#f3f3f3}.fail td{background:#fde8e8}nav.toc a{margin-right:.8em}"
-    ".row{display:flex;flex-wrap:wrap;gap:0 2em;align-items:flex-start}section{border-top:2px solid #ddd;margin-top:1.5em}h2 small{font-weight:normal;color:#666}"
+    ".row{display:flex;flex-wrap:wrap;gap:0 2em;align-items:flex-start}section{border-top:2px solid #ddd;"
+    "margin-top:1.5em}h2 small{font-weight:normal;color:#666}"
     ".cards{display:flex;flex-wrap:wrap;gap:8px}.group{border:1px solid #ddd;border-radius:6px;padding:6px;"
     "margin:8px 0}.group h3{margin:0 0 6px;font-size:14px}"
     ".card{width:190px;margin:0;border:1px solid #ccc;border-radius:4px;padding:4px;font-size:11px;"
@@ -378,6 +393,13 @@ STYLE = (
     ".badge{display:inline-block;padding:0 5px;border-radius:3px;color:#fff;background:#2e8b57}"
     ".badge.drop{background:#c0392b}.badge.review{background:#e08e2b}dl{display:grid;grid-template-columns:auto 1fr;"
     "gap:0 6px;margin:3px 0}dt{color:#666}dd{margin:0}.issues{color:#8b1a1a}.pager{margin:6px 0}"
+    # A pair's box holds its two cards side by side; pairs flow across the page.
+    ".pairs{display:flex;flex-wrap:wrap;gap:0 12px}.group.pairs{box-sizing:border-box;width:424px}"
+    ".group.pairs h3{font-weight:normal;overflow-wrap:anywhere}.relation{color:#5b2a86;margin-bottom:2px}"
+    # The shared region is drawn over the thumbnail's 128 px box, in which the image is fitted and centred.
+    ".thumb{position:relative;width:128px;height:128px;margin:auto}.thumb svg{position:absolute;left:0;top:0;"
+    "pointer-events:none}.region polygon{fill:#ffd400;fill-opacity:.3;stroke:#ff1493;stroke-width:2;"
+    "stroke-linejoin:round}"
 )
 
 # Records script errors, failed image loads and console errors into the page itself, so a headless browser's
@@ -406,9 +428,14 @@ def _count_table(caption: str, rows: dict[str, dict[str, Any]], unit: str) -> st
             f"<th>share</th></tr></thead><tbody>{body}</tbody></table></div>")
 
 
+def _counts(section: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The counts of a summary section, without its note."""
+    return {name: value for name, value in section.items() if isinstance(value, dict)}
+
+
 def _summary_html(summary: dict[str, Any]) -> str:
-    """The summary section: headline, images by issue and action, pairs by band, and the quality gate."""
-    pairs = {name: value for name, value in summary["pairs"].items() if isinstance(value, dict)}
+    """The summary section: headline, images by issue and action, pairs by similarity band and by relation, split
+    leaks by action, and the quality gate. Every figure is read from the summary, so the two never disagree."""
     gate = summary["gate"]
     gate_rows = "".join(
         f"<tr class=\"{'pass' if item['success'] else 'fail'}\"><td>{_e(item['name'])}</td>"
@@ -418,11 +445,15 @@ def _summary_html(summary: dict[str, Any]) -> str:
     verdict = "passed" if gate["success"] else "FAILED"
     return (
         f'<section id="summary"><h2>Summary</h2><p>{summary["files"]:,} files, {summary["readable"]:,} readable; '
-        f'{summary["duplicate_groups"]:,} duplicate groups; quality gate <strong>{verdict}</strong>.</p>'
+        f'{summary["duplicate_sets"]:,} duplicate sets; quality gate <strong>{verdict}</strong>.</p>'
         + '<div class="row">' + _count_table("Images by issue", summary["issues"], "issue")
         + _count_table("Images by action", summary["actions"], "action")
-        + _count_table("Distinct image pairs by similarity band", pairs, "band") + "</div>"
-        + f"<p>{_e(summary['pairs']['note'])}.</p><h3>Quality gate</h3><table><thead><tr><th>expectation</th>"
+        + _count_table("Distinct image pairs by similarity band", _counts(summary["pairs"]), "band")
+        + _count_table("Distinct image pairs by relation", _counts(summary["relations"]), "relation")
+        + _count_table("Split leaks by action", _counts(summary["split_leaks"]), "action") + "</div>"
+        + "".join(f"<p>{_e(heading)}: {_e(summary[key]['note'])}.</p>" for heading, key in (
+            ("Pairs by similarity band", "pairs"), ("Pairs by relation", "relations"), ("Split leaks", "split_leaks")))
+        + "<h3>Quality gate</h3><table><thead><tr><th>expectation</th>"
         f"<th>meaning</th><th>result</th><th>observed</th></tr></thead><tbody>{gate_rows}</tbody></table></section>"
     )
 
@@ -430,6 +461,7 @@ def _summary_html(summary: dict[str, Any]) -> str:
 def write_report(
     folder: Path,
     manifest: pd.DataFrame,
+    pairs: pd.DataFrame,
     summary: dict[str, Any],
     pair_similarities: np.ndarray,
     bands: dict[Band, float],
@@ -439,7 +471,7 @@ def write_report(
     """Write the report into `folder` (created; must not hold an older report) and return its index.html."""
     (folder / THUMBS_DIR).mkdir(parents=True, exist_ok=True)
     thumbs = _Thumbnails(folder / THUMBS_DIR, limits.max_thumbnails)
-    galleries = build_galleries(manifest, limits)
+    galleries = build_galleries(manifest, pairs, limits)
     plots = (
         '<section id="plots"><h2>Plots</h2><h3>Pair similarities and band thresholds</h3>'
         + similarity_histogram(pair_similarities, bands)
@@ -451,7 +483,8 @@ def write_report(
     paginated = [(gallery, paginate(gallery.items, limits)) for gallery in galleries]
     # The thumbnails the pages below will show, in the order they show them: made in parallel beforehand.
     thumbs.prepare((str(row[Col.PATH]) for _, pages in paginated for page in pages for item in page
-                    for row in item[: limits.max_group_members] if row[Col.VALID]), workers=min(8, os.cpu_count() or 1))
+                    for row in item.rows[: limits.max_group_members] if row[Col.VALID]),
+                   workers=min(8, os.cpu_count() or 1))
     sections = []
     for gallery, pages in paginated:
         sections.append(_gallery_html(gallery, pages, 1, limits, thumbs))

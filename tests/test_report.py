@@ -13,26 +13,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
-from tasks.classify import classify
 from tasks.config import CurateConfig
 from tasks.expectations import GateResult
+from tasks.geometry import shared_regions
 from tasks.outputs import summarize
 from tasks.report import ReportLimits, write_report
-from tasks.schema import Band, Col
-from tasks.verify import DUPLICATE, OVERLAP
-from tests.test_classify import make_files, make_matches, make_similarity
+from tasks.schema import Band, Col, PairCol
+from tasks.verify import A_TO_B, SHARE_A, SHARE_B
+from tests.test_classify import DUPLICATE, OVERLAP, classify_with_pairs, make_files, make_matches, make_similarity
 
 BANDS = {Band.IDENTICAL: 0.99, Band.NEAR_IDENTICAL: 0.98, Band.SIMILAR: 0.9}
-SECTIONS = ["summary", "plots", "duplicates", "clusters", "outliers", "blurry", "bright", "dark", "corrupt",
-            "split-leaks", "label-conflicts"]
+SECTIONS = ["summary", "plots", "duplicates", "overlaps", "clusters", "outliers", "blurry", "bright", "dark",
+            "corrupt", "split-leaks", "label-conflicts"]
 EVIL = "<script>alert(1)<script>.jpg"  # a legal Linux file name ("/" is not)
+EVIL_PAIR = "<img src=x onerror=alert(2)>'\".jpg"  # the training side of a leak: shown in the pair galleries
+EVIL_PAIR_HTML = "&lt;img src=x onerror=alert(2)&gt;&#x27;&quot;.jpg"
+# From v1 (a) to the evil tile (b): b lies half a width right of a and a quarter height above it, so they share
+# a's top right and b's bottom left, 3/8 of each: an overlap (below decisions.duplicate_share).
+SHIFTED = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, 0.25], [0.0, 0.0, 1.0]])
 CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture
 def dataset(tmp_path, texture):
-    """A classified manifest where every gallery has members, and its pair similarities."""
+    """A classified manifest where every gallery has members, its related pairs, its summary and its pair
+    similarities."""
     root = tmp_path / "data"
     rows = [
         ("train/cat/a.jpg", "train", "cat", {}),
@@ -47,8 +54,22 @@ def dataset(tmp_path, texture):
         ("train/cat/t2.jpg", "train", "cat", {}),  # overlaps t1
     ]
     rows += [(f"train/dog/n{i}.jpg", "train", "dog", {Col.BRIGHTNESS: 100.0 + 5 * i}) for i in range(8)]
-    for i, (name, _, _, _) in enumerate(rows):
+    rows += [
+        ("val/cat/v1.jpg", "val", "cat", {}),
+        (f"train/cat/{EVIL_PAIR}", "train", "cat", {Col.WIDTH: 96, Col.HEIGHT: 48}),  # overlaps v1 (SHIFTED): leak
+        ("unlabeled/u1.jpg", "unlabeled", None, {}),  # overlaps n0: across splits, both training, no action
+        ("val/dog/v2.jpg", "val", "dog", {Col.SHA256: "v2"}),
+        # Same bytes as v2, so dropped as its copy; same bytes are not composed with other relations, so t3, which
+        # overlaps v2_copy only, leaks into v2 with no pair of the two in pairs.
+        ("val/dog/v2_copy.jpg", "val", "dog", {Col.SHA256: "v2"}),
+        ("train/dog/t3.jpg", "train", "dog", {}),
+    ]
+    for i, (name, _, _, extra) in enumerate(rows):
         texture(root / name, seed=i)
+        if Col.HEIGHT in extra:  # a wide image, so that the drawing must follow where it is fitted in the box
+            with Image.open(root / name) as image:
+                wide = image.crop((0, 0, extra[Col.WIDTH], extra[Col.HEIGHT]))
+            wide.save(root / name)
     corrupt = root / "train" / "cat" / "bad.jpg"
     corrupt.write_bytes(b"not a jpeg")
     records = [{Col.PATH: str(root / name), Col.SPLIT: split, Col.LABEL: label, **extra}
@@ -59,9 +80,14 @@ def dataset(tmp_path, texture):
     pairs = [(0, 1, 0.995), (8, 9, 0.93), (4, 5, 0.8), (5, 6, 0.8), (6, 8, 0.8), (7, 9, 0.3)]
     pairs += [(i, i + 1, 0.8) for i in range(10, 17)] + [(2, 10, 0.85), (3, 11, 0.85)]
     similarity = make_similarity(pairs)
-    manifest = classify(files, similarity, make_matches([(0, 1, DUPLICATE), (8, 9, OVERLAP)]), CurateConfig())
-    summary = summarize(manifest, similarity, BANDS, [], GateResult(success=True, outcomes=[], raw={}))
-    return manifest, summary, similarity.pairs["similarity"].to_numpy()
+    # No file has two verified relations: relations composed through one (tasks.relations) would join more pairs.
+    matches = make_matches([(0, 1, DUPLICATE), (8, 9, OVERLAP), (18, 19, OVERLAP), (10, 20, OVERLAP),
+                            (22, 23, OVERLAP)])
+    matches.at[2, A_TO_B] = SHIFTED.ravel()  # the third match: v1 ~ the evil tile
+    matches.loc[2, [SHARE_A, SHARE_B]] = 0.375
+    manifest, pairs = classify_with_pairs(files, similarity, matches, CurateConfig())
+    summary = summarize(manifest, pairs, similarity, BANDS, [], GateResult(success=True, outcomes=[], raw={}))
+    return manifest, pairs, summary, similarity.pairs["similarity"].to_numpy()
 
 
 def section(page: str, key: str) -> str:
@@ -71,9 +97,97 @@ def section(page: str, key: str) -> str:
     return match.group(1)
 
 
+def pair_items(html: str) -> list[tuple[str, list[tuple[str, np.ndarray | None]]]]:
+    """The pair items of a section: each one's caption and, for each card, its file name (as escaped in the page)
+    and the points of the polygon drawn on its thumbnail (N x 2), or None."""
+    items = []
+    for chunk in html.split('<div class="group pairs">')[1:]:
+        cards = []
+        for card in chunk.split("<figure")[1:]:
+            points = re.search(r'<polygon points="([^"]*)"', card)
+            cards.append((re.search(r'class="name">([^<]*)<', card).group(1), None if points is None else
+                          np.array([[float(v) for v in point.split(",")] for point in points.group(1).split()])))
+        items.append((re.search(r"<h3>(.*?)</h3>", chunk).group(1), cards))
+    return items
+
+
+def same_polygon(drawn: np.ndarray | None, expected: np.ndarray) -> bool:
+    """The same corners, in any order and from any start (to the 0.1 px the page prints)."""
+    return drawn is not None and drawn.shape == expected.shape and np.allclose(
+        np.array(sorted(map(tuple, drawn))), np.array(sorted(map(tuple, expected))), atol=0.06)
+
+
+def test_pairs_are_shown_side_by_side_with_the_shared_region_drawn_where_geometry_puts_it(tmp_path, dataset):
+    manifest, pairs, summary, similarities = dataset
+    page = write_report(tmp_path / "report", manifest, pairs, summary, similarities, BANDS, "t").read_text()
+    path = {p.split("/data/", 1)[1]: p for p in manifest[Col.PATH]}  # full path by the path below data/
+    region_v1, region_evil = shared_regions(SHIFTED)  # v1 is the pair's a (the lower row)
+    # v1 is square (100 x 100 in the manifest): it fills the 128 px box. The evil tile is 96 x 48: fitted to
+    # 128 x 64, centred 32 px down. So v1 shows the top right, the tile its bottom left.
+    v1_drawn, evil_drawn = region_v1 * 128, region_evil * [128, 64] + [0, 32]
+    assert same_polygon(v1_drawn, np.array([[64, 0], [128, 0], [128, 96], [64, 96]]))
+    assert same_polygon(evil_drawn, np.array([[0, 48], [64, 48], [64, 96], [0, 96]]))
+
+    # Overlaps: across splits first, the larger share first, then by path; the one within a split last.
+    overlaps = pair_items(section(page, "overlaps"))
+    assert [[name for name, _ in cards] for _, cards in overlaps] == [
+        ["v1.jpg", EVIL_PAIR_HTML], ["n0.jpg", "u1.jpg"], ["v2_copy.jpg", "t3.jpg"], ["t1.jpg", "t2.jpg"]]
+    caption, ((_, v1_points), (_, evil_points)) = overlaps[0]
+    assert caption == f"overlap: 38 % of v1.jpg, 38 % of {EVIL_PAIR_HTML} · shift · keypoints 0.80 · across splits"
+    assert same_polygon(v1_points, v1_drawn) and same_polygon(evil_points, evil_drawn)
+    assert overlaps[3][0] == "overlap: 30 % of t1.jpg, 30 % of t2.jpg · shift · keypoints 0.80"
+    assert all(points is not None for _, cards in overlaps for _, points in cards)
+
+    # Split leaks: the training file first, beside the evaluation file it leaks into, grouped by that file.
+    leaks_html = section(page, "split-leaks")
+    leaks = pair_items(leaks_html)
+    assert [[name for name, _ in cards] for _, cards in leaks] == [
+        ["a.jpg", "a_copy.jpg"], [EVIL_PAIR_HTML, "v1.jpg"], ["t3.jpg", "v2.jpg"]]
+    caption, ((_, evil_points), (_, v1_points)) = leaks[1]
+    assert caption.startswith(f"{EVIL_PAIR_HTML} (train) dropped: shares ground with {path['val/cat/v1.jpg']} (val)")
+    assert caption.endswith(f"overlap: 38 % of {EVIL_PAIR_HTML}, 38 % of v1.jpg · shift · keypoints 0.80")
+    assert same_polygon(evil_points, evil_drawn) and same_polygon(v1_points, v1_drawn)
+    assert leaks[0][0].startswith(f"a.jpg (train) dropped: shares ground with {path['val/cat/a_copy.jpg']} (val) · "
+                                  "duplicate: 100 % of a.jpg, 100 % of a_copy.jpg")
+    # t3 overlaps only v2's dropped copy: no pair of t3 and v2 to draw, and the caption says which copy it was.
+    caption, cards = leaks[2]
+    assert caption == (f"t3.jpg (train) dropped: shares ground with {path['val/dog/v2.jpg']} (val) through its "
+                       f"dropped copy {path['val/dog/v2_copy.jpg']} · overlap: 30 % of t3.jpg, 30 % of v2_copy.jpg"
+                       " · shift · keypoints 0.80 · no pair of these two in pairs.parquet, so nothing is drawn")
+    assert [points for _, points in cards] == [None, None]
+    assert "(3 training files)" in leaks_html and "needed no action: 1." in leaks_html  # n0 (train) ~ u1 (unlabeled)
+    assert f"<dt>leaks into</dt><dd>{path['val/cat/v1.jpg']}</dd>" in leaks_html
+    # The hostile name stays text in both pair galleries: in the caption (twice in a leak's), the card's name, its
+    # title and its thumbnail's alt text.
+    assert "<img src=x" not in page and "alert(2)>" not in page
+    assert section(page, "overlaps").count(EVIL_PAIR_HTML) == 4 and leaks_html.count(EVIL_PAIR_HTML) == 5
+
+    # Duplicate sets: on the dropped copy, the region it shares with the kept file, and the relation in words.
+    duplicates = section(page, "duplicates")
+    kept, copy = duplicates.split('<div class="group groups">')[1].split("<figure")[1:]
+    assert 'class="name">a_copy.jpg' in kept and "<svg" not in kept
+    assert 'class="name">a.jpg' in copy and "duplicate: 100 % of a.jpg, 100 % of a_copy.jpg · rotate90" in copy
+    assert '<polygon points="0.0,0.0 128.0,0.0 128.0,128.0 0.0,128.0"/>' in copy
+
+
+def test_the_summary_shows_relations_and_split_leaks_as_summary_json_counts_them(tmp_path, dataset):
+    manifest, pairs, summary, similarities = dataset
+    html = section(write_report(tmp_path / "r", manifest, pairs, summary, similarities, BANDS, "t").read_text(),
+                   "summary")
+    for caption, key in (("Distinct image pairs by relation", "relations"), ("Split leaks by action", "split_leaks")):
+        table = re.search(rf"<h3>{caption}</h3>(.*?)</table>", html, re.S).group(1)
+        rows = {name: value for name, value in summary[key].items() if name != "note"}
+        assert table.count("<tr>") == len(rows) + 1
+        for name, value in rows.items():
+            assert (f'<tr><td>{name}</td><td class="n">{value["count"]:,}</td><td class="n">{value["of"]:,}</td>'
+                    f'<td class="n">{value["share"]:.2%}</td></tr>') in table
+        assert summary[key]["note"] in html.replace("&#x27;", "'")
+    assert summary["relations"]["overlap"]["count"] == 4 and summary["split_leaks"]["drop"]["count"] == 3
+
+
 def test_every_section_is_filled_and_names_are_escaped(tmp_path, dataset):
-    manifest, summary, similarities = dataset
-    index = write_report(tmp_path / "report", manifest, summary, similarities, BANDS, "Report <b>x</b>")
+    manifest, pairs, summary, similarities = dataset
+    index = write_report(tmp_path / "report", manifest, pairs, summary, similarities, BANDS, "Report <b>x</b>")
     page = index.read_text()
     galleries = {key: section(page, key) for key in SECTIONS}
     for key in SECTIONS[2:]:
@@ -85,8 +199,8 @@ def test_every_section_is_filled_and_names_are_escaped(tmp_path, dataset):
     assert "<img" not in galleries["corrupt"]
     thumbs = sorted(p.name for p in (tmp_path / "report" / "thumbs").iterdir())
     assert thumbs and all(re.fullmatch(r"[0-9a-f]{24}\.jpg", name) for name in thumbs)
-    # One thumbnail per readable file shown (the ten above, not the clean n0..n7), each used by the page.
-    assert len(thumbs) == 10 and set(re.findall(r'src="thumbs/([^"]+)"', page)) == set(thumbs)
+    # One thumbnail per readable file shown (all but the clean n1..n7), each used by the page.
+    assert len(thumbs) == 17 and set(re.findall(r'src="thumbs/([^"]+)"', page)) == set(thumbs)
     # Duplicate evidence: the kept file first, then the dropped copy naming it.
     duplicates = galleries["duplicates"]
     assert duplicates.index('class="name">a_copy.jpg') < duplicates.index('class="name">a.jpg')  # val copy kept
@@ -100,14 +214,14 @@ def test_every_section_is_filled_and_names_are_escaped(tmp_path, dataset):
 
 
 def test_galleries_are_sorted_paginated_and_capped(tmp_path, dataset):
-    manifest, summary, similarities = dataset
+    manifest, pairs, summary, similarities = dataset
     blurry = manifest[manifest[Col.PATH].str.contains("script")].iloc[0]
     copies = pd.DataFrame([{**blurry.to_dict(), Col.PATH: f"{blurry[Col.PATH]}#{i}", Col.SHARPNESS: -1.0 - i}
                            for i in range(25)])
     big = pd.concat([manifest.drop(blurry.name), copies], ignore_index=True)
     limits = ReportLimits(page_size=4, max_pages=3, max_thumbnails=5)
     folder = tmp_path / "report"
-    page = write_report(folder, big, summary, similarities, BANDS, "t", limits).read_text()
+    page = write_report(folder, big, pairs, summary, similarities, BANDS, "t", limits).read_text()
     blurry_html = section(page, "blurry")
     # Blurriest first: copy 24 has the lowest sharpness.
     assert blurry_html.index("#24") < blurry_html.index("#23") and "#21" in blurry_html and "#20" not in blurry_html
@@ -121,10 +235,55 @@ def test_galleries_are_sorted_paginated_and_capped(tmp_path, dataset):
     assert "no thumbnail" in page
 
 
+def test_pair_galleries_are_paginated_and_capped_by_cards(tmp_path, dataset):
+    """A pair is two cards: 4 cards a page make 2 pairs a page, 3 pages 6 pairs. The thumbnail cap still holds."""
+    manifest, pairs, summary, similarities = dataset
+    inside = pairs[pairs[PairCol.PATH_A].str.endswith("t1.jpg") & pairs[PairCol.PATH_B].str.endswith("t2.jpg")]
+    assert len(inside) == 1
+    pair, ends = inside.iloc[0], manifest[manifest[Col.PATH].str.contains("/t[12].jpg$")]
+    # 25 more overlaps within train, larger the later: copy 24 shares 34 % of each, more than t1 and t2 (30 %).
+    more = pd.DataFrame([{**pair.to_dict(), PairCol.PATH_A: f"{pair[PairCol.PATH_A]}#{i}",
+                          PairCol.PATH_B: f"{pair[PairCol.PATH_B]}#{i}", PairCol.SHARE_A: 0.1 + 0.01 * i,
+                          PairCol.SHARE_B: 0.1 + 0.01 * i} for i in range(25)])
+    copies = pd.DataFrame([{**row, Col.PATH: f"{row[Col.PATH]}#{i}"} for i in range(25)
+                           for row in ends.to_dict("records")])
+    limits = ReportLimits(page_size=4, max_pages=3, max_thumbnails=5)
+    folder = tmp_path / "report"
+    page = write_report(folder, pd.concat([manifest, copies], ignore_index=True), pd.concat([pairs, more]), summary,
+                        similarities, BANDS, "t", limits).read_text()
+    overlaps = section(page, "overlaps")
+    assert "(29 pairs)" in overlaps and "Showing the first 6; pairs.parquet lists them all." in overlaps
+    assert sorted(p.name for p in folder.glob("overlaps-*.html")) == ["overlaps-2.html", "overlaps-3.html"]
+    names = [[[name for name, _ in cards] for _, cards in pair_items(section((folder / name).read_text(), "overlaps"))]
+             for name in ("index.html", "overlaps-2.html", "overlaps-3.html")]
+    # The three across splits first, then the largest shares within train; t1 ~ t2 itself (30 %) is not reached.
+    assert names == [[["v1.jpg", EVIL_PAIR_HTML], ["n0.jpg", "u1.jpg"]], [["v2_copy.jpg", "t3.jpg"],
+                     ["t1.jpg#24", "t2.jpg#24"]], [["t1.jpg#23", "t2.jpg#23"], ["t1.jpg#22", "t2.jpg#22"]]]
+    # Three leaks of two cards each: two pages.
+    assert sorted(p.name for p in folder.glob("split-leaks-*.html")) == ["split-leaks-2.html"]
+    assert len(list((folder / "thumbs").iterdir())) == 5 and "no thumbnail" in overlaps
+
+
 def test_empty_similarities_still_render(tmp_path, dataset):
-    manifest, summary, _ = dataset
-    page = write_report(tmp_path / "r", manifest, summary, np.empty(0), BANDS, "t").read_text()
+    manifest, pairs, summary, _ = dataset
+    page = write_report(tmp_path / "r", manifest, pairs, summary, np.empty(0), BANDS, "t").read_text()
     assert "No similarity pairs" in section(page, "plots")
+
+
+# Opens report/index.html in a frame and, once it has loaded, notes for each `svg polygon` whether it is an SVG
+# element, has an area on screen, and lies within the box of the thumbnail it is drawn over.
+PROBE = """<!doctype html><html><body><iframe id="report" src="report/index.html" width="1280" height="2000"></iframe>
+<script>document.getElementById("report").addEventListener("load", function () {
+  var seen = [].map.call(this.contentDocument.querySelectorAll("svg polygon"), function (polygon) {
+    var box = polygon.getBoundingClientRect();
+    var image = polygon.ownerSVGElement.parentNode.querySelector("img").getBoundingClientRect();
+    return [polygon instanceof this.contentWindow.SVGPolygonElement ? "svg" : "html",
+            box.width > 0 && box.height > 0 ? "drawn" : "empty",
+            box.left >= image.left - 1 && box.right <= image.right + 1 && box.top >= image.top - 1
+              && box.bottom <= image.bottom + 1 ? "on-image" : "off-image"].join();
+  }, this);
+  document.body.dataset.polygons = seen.join(" ");
+});</script></body></html>"""
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
@@ -138,8 +297,8 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed: `apt-get install -y chromium` "
                     "(make test installs it when run as root)")
 def test_report_renders_in_a_real_browser(tmp_path, dataset):
-    manifest, summary, similarities = dataset
-    index = write_report(tmp_path / "report", manifest, summary, similarities, BANDS, "Curate report: test")
+    manifest, pairs, summary, similarities = dataset
+    index = write_report(tmp_path / "report", manifest, pairs, summary, similarities, BANDS, "Curate report: test")
     dom = chromium("--dump-dom", index.as_uri(), profile=tmp_path / "profile")
     assert dom.returncode == 0, dom.stderr[-2000:]
     root = re.search(r"<html[^>]*>", dom.stdout).group(0)
@@ -150,8 +309,19 @@ def test_report_renders_in_a_real_browser(tmp_path, dataset):
     assert images > 10 and f'data-images-loaded="{images}"' in root, root
     for key in SECTIONS:
         assert f'id="{key}"' in dom.stdout
+    polygons = dom.stdout.count("<polygon ")
+    assert polygons > 0 and polygons == index.read_text().count("<polygon ")
     assert "<script>alert" not in dom.stdout
     assert not [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+
+    # Laid out: a page that frames the report measures each `svg polygon` (an SVG element, drawn with an area) and
+    # the thumbnail under it, and writes what it saw into its own DOM.
+    probe = tmp_path / "probe.html"
+    probe.write_text(PROBE)
+    laid_out = chromium("--allow-file-access-from-files", "--dump-dom", probe.as_uri(), profile=tmp_path / "profile")
+    seen = re.search(r'data-polygons="([^"]*)"', laid_out.stdout)
+    assert seen, laid_out.stdout[-2000:]
+    assert seen.group(1).split() == ["svg,drawn,on-image"] * polygons
 
     screenshot = Path(os.environ.get("CURATE_REPORT_SCREENSHOT", tmp_path / "report.png"))
     shot = chromium(f"--screenshot={screenshot}", "--window-size=1280,2000", index.as_uri(),
