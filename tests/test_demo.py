@@ -76,7 +76,7 @@ def test_descriptions_match_the_files_on_disk(default_build: tuple[Path, list[De
 def test_copies_point_at_present_originals(default_build: tuple[Path, list[DemoFile]]) -> None:
     _, files = default_build
     by_path = {demo_file.path: demo_file for demo_file in files}
-    copy_kinds = ("exact_copy", *demo.NEAR_COPY_KINDS)
+    copy_kinds = ("exact_copy", *demo.NEAR_COPY_KINDS, *demo.OVERLAP_KINDS)
     for demo_file in files:
         if demo_file.kind in copy_kinds:
             assert by_path[demo_file.source].kind == "clean"

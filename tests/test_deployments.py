@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tasks.demo import build_demo_dataset
+from tasks.demo import MIN_TILES_PER_CLASS, build_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
@@ -150,7 +150,7 @@ def test_deploy_all_then_worker_runs_adhoc_pass_and_fail(prefect_server, tmp_pat
     assert adhoc["schedules"] == []
 
     data = tmp_path / "dataset"
-    files = build_demo_dataset(data, tiles_per_class=8)
+    files = build_demo_dataset(data, tiles_per_class=MIN_TILES_PER_CLASS)
     splits = {split: str(data / split) for split in ("train", "val", "unlabeled")}
     passing, failing = tmp_path / "curated", tmp_path / "strict"
     run_ids = {}

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.curate import main
-from tasks.demo import NEAR_COPY_KINDS
+from tasks.demo import NEAR_COPY_KINDS, OVERLAP_KINDS
 from tasks.schema import MANIFEST_COLUMNS, Col, read_metadata
 from tests.conftest import split_args
 
@@ -24,7 +24,7 @@ CONTRACT_COLUMNS = (
 def test_run_passes_the_gate_and_writes_every_output(curated):
     status, out, manifest, truth = curated
     assert status == 0
-    for name in ("manifest.parquet", "summary.json", "report/index.html", "quality/expectations.json",
+    for name in ("manifest.parquet", "pairs.parquet", "summary.json", "report/index.html", "quality/expectations.json",
                  "quality/data_docs/index.html", "splits/train.parquet", "splits/val.parquet",
                  "splits/unlabeled.parquet"):
         assert (out / name).is_file(), name
@@ -60,6 +60,15 @@ def test_decision_for_each_injected_file(curated):
             assert expected in issues and row[Col.ACTION] == "drop", context
         elif item.kind == "out_of_place":
             assert "outlier" in issues and row[Col.ACTION] == "review", context
+        elif item.kind in OVERLAP_KINDS:  # distinct ground: no duplicate set; only a leak into val drops a tile
+            source = rows[str(item.source)]
+            assert "overlap" in issues and pd.isna(row[Col.DUP_GROUP]), context
+            assert row[Col.ACTION] == "keep", context
+            if item.split == "val":
+                assert (source[Col.ACTION], source[Col.LEAKS_INTO]) == ("drop", path), context
+            else:
+                assert source[Col.ACTION] == "keep", context
+            assert ("split_leak" in issues) == (item.split != truth[str(item.source)].split), context
         elif item.source is not None:  # exact and near copies
             source = rows[str(item.source)]
             assert pd.notna(row[Col.DUP_GROUP]) and row[Col.DUP_GROUP] == source[Col.DUP_GROUP], context
@@ -77,9 +86,9 @@ def test_decision_for_each_injected_file(curated):
                 assert row[Col.ACTION] == "keep" and not issues - {"similar"}, context
 
 
-def test_near_copies_are_all_present_in_the_demo(demo):
+def test_near_copies_and_overlaps_are_all_present_in_the_demo(demo):
     _, truth = demo
-    assert {item.kind for item in truth.values()} >= set(NEAR_COPY_KINDS)
+    assert {item.kind for item in truth.values()} >= {*NEAR_COPY_KINDS, *OVERLAP_KINDS}
 
 
 def test_failed_gate_exits_1_and_still_writes_outputs(demo, tmp_path):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks.demo import build_demo_dataset
+from tasks.demo import MIN_TILES_PER_CLASS, build_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 GUARD = Path(__file__).parent / "netguard"
@@ -34,7 +34,7 @@ def test_the_guard_sees_an_outbound_attempt(tmp_path):
 
 def test_a_whole_run_attempts_no_outbound_connection(tmp_path):
     root = tmp_path / "data"
-    build_demo_dataset(root, tiles_per_class=8)
+    build_demo_dataset(root, tiles_per_class=MIN_TILES_PER_CLASS)
     splits = [arg for split in ("train", "val", "unlabeled") for arg in ("--split", f"{split}={root / split}")]
     result, attempts = guarded_run(["-m", "flows.curate", *splits, "--out", str(tmp_path / "out")], tmp_path)
     assert result.returncode in (0, 1), result.stderr[-3000:]
