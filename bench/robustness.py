@@ -4,8 +4,10 @@
 
 Builds (or reuses) the quality benchmark's dataset, links its files into a new folder, and adds ``--copies``
 copies of untouched originals for each transform in ``TRANSFORMS`` to ``unlabeled/``, under neutral names. Runs
-the real flow on it and scores the manifest like the quality benchmark, the new copies included: duplicate-pair
-precision over everything, and recall per transform. Writes ``bench/results/robustness.md`` and ``.json``.
+the real flow on it and scores its related pairs (``pairs.parquet``) like the quality benchmark's detection, the new
+copies included: precision over everything, recall per transform (a copy found under any relation), and how many
+found copies of each transform were recorded as duplicate or overlap. Writes ``bench/results/robustness.md`` and
+``.json``.
 
 The transforms were written after Curate's defaults had been chosen on the quality benchmark, to see how they
 hold on edits they were not tuned for: other flips and turns, heavier crops (alone and combined with a turn and
@@ -36,7 +38,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from bench.dataset import DEFAULT_RSSCN7, DEFAULT_WORK, SPLITS, BenchConfig, build_dataset, load_truth
 from bench.run_quality import DEFAULT_RESULTS, curate_summary, machine, pair_list, run_curate
-from bench.score import duplicate_scores
+from bench.score import RELATIONS, detection_scores
 
 Edit = Callable[[Image.Image, np.random.Generator], Image.Image]
 
@@ -253,6 +255,12 @@ def build(truth_files: pd.DataFrame, truth_pairs: pd.DataFrame, base: Path, root
     return pd.DataFrame(rows)
 
 
+def recorded_as(counts: dict[str, int]) -> str:
+    """The found copies recorded as duplicate / overlap (and as exact, in the unlikely case there are any)."""
+    text = f"{counts['duplicate']} / {counts['overlap']}"
+    return text + (f" (+{counts['exact']} exact)" if counts["exact"] else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Curate robustness benchmark (transforms not tuned on)")
     parser.add_argument("--rsscn7", type=Path, default=DEFAULT_RSSCN7, help="RSSCN7 root (<class>/*.jpg)")
@@ -267,20 +275,23 @@ def main(argv: list[str] | None = None) -> int:
     added = build(truth.files, truth.pairs, truth.dataset, dataset, args.copies, args.seed)
     print(f"dataset: {len(truth.files)} files linked, {len(added)} copies added in {dataset}", flush=True)
 
-    manifest, curate = run_curate(dataset, work / "robustness" / "curate-out")
+    manifest, predicted, curate = run_curate(dataset, work / "robustness" / "curate-out")
     if manifest is None:
         print(f"Curate failed: {curate['skipped']}", flush=True)
         return 1
-    # The manifest's paths are resolved: the linked files are named by their targets, as in the truth.
+    # The run's paths are resolved: the linked files are named by their targets, as in the truth.
     pairs = pd.concat([truth.pairs, added.assign(b=added["b"].map(os.path.realpath))], ignore_index=True)
-    scores = duplicate_scores(manifest, pairs)
+    scores = detection_scores(predicted, pairs)
     recall = {name.removeprefix("heldout:"): value for name, value in scores["recall_by_transform"].items()
               if name.startswith("heldout:")}
-    lines = ["| transform | recall |", "|---|---|"]
-    lines += [f"| {name} | {value['recall']:.2f} ({value['found']}/{value['total']}) |"
-              for name, value in recall.items()]
+    relations = {name.removeprefix("heldout:"): value for name, value in scores["relations_by_transform"].items()
+                 if name.startswith("heldout:")}
+    lines = ["| transform | recall | recorded as duplicate / overlap |", "|---|---|---|"]
+    lines += [f"| {name} | {value['recall']:.2f} ({value['found']}/{value['total']}) | "
+              f"{recorded_as(relations[name])} |" for name, value in recall.items()]
     found, total = sum(v["found"] for v in recall.values()), sum(v["total"] for v in recall.values())
-    lines.append(f"| **all** | **{found / total:.3f} ({found}/{total})** |")
+    everything = {relation: sum(v[relation] for v in relations.values()) for relation in RELATIONS}
+    lines.append(f"| **all** | **{found / total:.3f} ({found}/{total})** | **{recorded_as(everything)}** |")
     command = shlex.join(["python", "-m", "bench.robustness", *(sys.argv[1:] if argv is None else argv)])
     date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     missed = [pair for pair in scores["missed_pairs"] if pair[2].startswith("heldout:")]
@@ -291,12 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         f"The quality benchmark's {len(truth.files)} files, plus {args.copies} copies of untouched originals for "
         f"each of {len(TRANSFORMS)} transforms it does not inject (in `unlabeled/`).",
         "## Recall of the added copies\n\n" + "\n".join(lines),
-        f"Duplicate pairs over the whole dataset: precision {scores['precision']:.3f} "
+        f"Related pairs (`pairs.parquet`, any relation) over the whole dataset: precision {scores['precision']:.3f} "
         f"({scores['correct_pairs']}/{scores['predicted_pairs']}), recall {scores['recall']:.3f} "
-        f"({round(scores['recall'] * scores['true_pairs'])}/{scores['true_pairs']}).",
+        f"({scores['found_pairs']}/{scores['true_pairs']}).",
         "## Missed copies\n\n" + ("\n".join(f"- {t.removeprefix('heldout:')}: `{Path(a).name}` ~ `{Path(b).name}`"
                                            for a, b, t in missed) or "None."),
-        *(["## Wrong duplicate pairs\n\n" + pair_list(scores["false_pairs"], Path("/"))]
+        *(["## Wrong related pairs\n\n" + pair_list(scores["false_pairs"], Path("/"))]
           if scores["false_pairs"] else []),
         "## Curate run\n\n" + curate_summary(curate),
     ]) + "\n"
@@ -304,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.results / "robustness.md").write_text(report)
     (args.results / "robustness.json").write_text(json.dumps({
         "command": command, "date": date, "machine": machine(), "copies_per_transform": args.copies,
-        "recall": recall, "scores": {k: v for k, v in scores.items() if k != "recall_by_transform"},
+        "recall": recall, "relations": relations,
+        "scores": {k: v for k, v in scores.items() if k not in ("recall_by_transform", "relations_by_transform")},
         "curate": curate, "splits": list(SPLITS),
     }, indent=1, default=str))
     print("\n".join(lines))

@@ -4,8 +4,10 @@
 
 Writes ``bench/results/quality.md`` (tables) and ``bench/results/quality.json`` (everything, with the command,
 date, machine and timings). It also runs Curate's verifier on random pairs of distinct RSSCN7 tiles of one class
-(outside the listed overlaps) and reports every pair it accepts: false matches, or overlaps the list misses. Curate runs as a subprocess (``python -m flows.curate``); while that module does not
-exist the Curate column is skipped with a message. Not part of the unit tests: it takes a few minutes.
+(outside the listed overlaps) and reports every pair it accepts: false matches, or overlaps the list misses.
+Curate runs as a subprocess (``python -m flows.curate``) and is scored from its ``manifest.parquet`` and
+``pairs.parquet``; while that module does not exist, or writes no ``pairs.parquet``, the Curate column is skipped
+with a message. Not part of the unit tests: it takes a few minutes.
 """
 
 from __future__ import annotations
@@ -40,7 +42,15 @@ from bench.dataset import (
     composition,
     load_truth,
 )
-from bench.score import ISSUE_TRUTH, group_ids, score_manifest
+from bench.score import (
+    DUPLICATE_SHARE,
+    ISSUE_TRUTH,
+    RELATIONS,
+    group_ids,
+    pairs_from_groups,
+    score_manifest,
+    truth_relations,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = REPO / "bench" / "results"
@@ -56,10 +66,11 @@ def machine() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def run_curate(dataset: Path, out: Path) -> tuple[pd.DataFrame | None, dict]:
-    """Run ``python -m flows.curate`` on the three splits; return its manifest (None if skipped) and run facts."""
+def run_curate(dataset: Path, out: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict]:
+    """Run ``python -m flows.curate`` on the three splits; return its manifest and its related pairs (both None if
+    skipped, or if either file is missing) and run facts. Paths are made real on both, as in the truth."""
     if importlib.util.find_spec("flows.curate") is None:
-        return None, {"skipped": "flows.curate does not exist yet: Curate was not run"}
+        return None, None, {"skipped": "flows.curate does not exist yet: Curate was not run"}
     # The content cache is off: a benchmark times a first run, not a re-run served from an earlier one.
     command = [sys.executable, "-m", "flows.curate",
                *(arg for split in SPLITS for arg in ("--split", f"{split}={dataset / split}")), "--out", str(out),
@@ -68,15 +79,30 @@ def run_curate(dataset: Path, out: Path) -> tuple[pd.DataFrame | None, dict]:
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     facts: dict = {"command": shlex.join(command), "seconds": round(time.perf_counter() - start, 1),
                    "exit_status": proc.returncode}
-    manifest_path = out / "manifest.parquet"
+    manifest_path, pairs_path = out / "manifest.parquet", out / "pairs.parquet"
     if not manifest_path.exists():
         facts["skipped"] = f"no manifest written (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
-        return None, facts
+        return None, None, facts
     facts["manifest_metadata"] = parquet_metadata(manifest_path)
     facts["timings"] = find_timings(facts["manifest_metadata"])
+    if not pairs_path.exists():
+        facts["skipped"] = f"no pairs.parquet beside the manifest (exit {proc.returncode}): the run cannot be scored"
+        return None, None, facts
     manifest = pd.read_parquet(manifest_path)
     manifest["path"] = manifest["path"].map(os.path.realpath)
-    return manifest, facts
+    pairs = pd.read_parquet(pairs_path)
+    for column in ("path_a", "path_b"):
+        pairs[column] = pairs[column].map(os.path.realpath)
+    return manifest, pairs, facts
+
+
+def recorded_duplicate_share(metadata: dict) -> float:
+    """Return ``decisions.duplicate_share`` from a manifest's decoded Parquet metadata (key ``curate`` -> ``config``
+    -> ``decisions``), or the default when the run records none."""
+    try:
+        return float(metadata["curate"]["config"]["decisions"]["duplicate_share"])
+    except (KeyError, TypeError, ValueError):
+        return DUPLICATE_SHARE
 
 
 def same_class_pairs(tiles: list[str], overlaps: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
@@ -103,17 +129,18 @@ def check_false_matches(rsscn7: Path, count: int, seed: int = 0) -> dict:
     pairs = pairs.assign(path_a=[str(rsscn7 / a) for a in pairs["a"]], path_b=[str(rsscn7 / b) for b in pairs["b"]])
     start = time.perf_counter()
     verified = verify_pairs(pairs, load_config().verification)
-    accepted = verified[verified["relation"] != "none"]
+    accepted = verified[verified["evidence"] != ""]
     return {"pairs": len(pairs), "seed": seed, "seconds": round(time.perf_counter() - start, 1),
-            "accepted": accepted[["a", "b", "relation", "transform", "match_score", "coverage"]].to_dict("records")}
+            "accepted": accepted[["a", "b", "evidence", "transform", "match_score", "share_a", "share_b"]
+                                 ].to_dict("records")}
 
 
 def false_match_summary(check: dict) -> str:
     lines = [f"{check['pairs']} random pairs of distinct tiles of one class (seed {check['seed']}, listed overlaps "
              f"excluded), verified in {check['seconds']:.1f} s: {len(check['accepted'])} accepted. Each accepted "
              "pair is a false match or an overlap the list misses: look at it."]
-    lines += [f"- `{row['a']}` ~ `{row['b']}`: {row['relation']}, {row['transform']}, score {row['match_score']:.2f}, "
-              f"coverage {row['coverage']:.2f}" for row in check["accepted"]]
+    lines += [f"- `{row['a']}` ~ `{row['b']}`: {row['evidence']}, {row['transform']}, score {row['match_score']:.2f}, "
+              f"shares {row['share_a']:.2f} and {row['share_b']:.2f}" for row in check["accepted"]]
     return "\n".join(lines)
 
 
@@ -163,34 +190,56 @@ def frame_to_markdown(frame: pd.DataFrame) -> str:
 
 
 def markdown_table(scores: dict[str, dict]) -> str:
-    """Render one column per system, one row per metric."""
+    """Render one column per system, one row per metric: detection of related pairs (facts), the recorded
+    relations, the decisions (duplicate sets, overlaps of one split, leaks into val), issues and flags."""
     names = list(scores)
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
 
     def row(label: str, cell) -> None:
         lines.append(f"| {label} | " + " | ".join(cell(scores[n]) for n in names) + " |")
 
-    row("duplicate pairs: precision", lambda s: _fmt(s["duplicates"]["precision"], s["duplicates"]["correct_pairs"],
-                                                     s["duplicates"]["predicted_pairs"]))
-    row("duplicate pairs: recall", lambda s: _fmt(s["duplicates"]["recall"],
-                                                  round((s["duplicates"]["recall"] or 0) * s["duplicates"]["true_pairs"]),
-                                                  s["duplicates"]["true_pairs"]))
-    row("duplicate pairs: F1", lambda s: _fmt(s["duplicates"]["f1"]))
-    found_transforms = {t for s in scores.values() for t in s["duplicates"]["recall_by_transform"]}
+    row("related pairs: precision", lambda s: _fmt(s["detection"]["precision"], s["detection"]["correct_pairs"],
+                                                   s["detection"]["predicted_pairs"]))
+    row("related pairs: recall", lambda s: _fmt(s["detection"]["recall"], s["detection"]["found_pairs"],
+                                                s["detection"]["true_pairs"]))
+    row("related pairs: F1", lambda s: _fmt(s["detection"]["f1"]))
+    found_transforms = {t for s in scores.values() for t in s["detection"]["recall_by_transform"]}
     for transform in ["injected", *TRANSFORMS, *sorted(found_transforms - set(TRANSFORMS) - {"injected"})]:
         def recall_of(s: dict, t: str = transform) -> str:
-            r = s["duplicates"]["recall_by_transform"].get(t)
+            r = s["detection"]["recall_by_transform"].get(t)
             return "n/a" if r is None else _fmt(r["recall"], r["found"], r["total"])
         row(f"recall: {transform}", recall_of)
+    for true in RELATIONS:
+        row(f"true {true} recorded as {' / '.join(RELATIONS)} / missed",
+            lambda s, t=true: " / ".join(str(n) for n in s["relations"]["confusion"][t].values()))
+    row("relation right (found pairs)", lambda s: _fmt(s["relations"]["accuracy"], s["relations"]["correct"],
+                                                       s["relations"]["found"]))
+    row("relation wrong: borderline / clear", lambda s: f"{s['relations']['borderline']} / "
+        f"{s['relations']['clear_mistakes']} (min share within {s['relations']['margin']} of "
+        f"{s['relations']['duplicate_share']})")
+    row("duplicate sets: exactly one kept (of which in review)",
+        lambda s: _fmt(s["duplicate_sets"]["share_one_kept"], s["duplicate_sets"]["one_kept"],
+                       s["duplicate_sets"]["sets"]) + f" ({s['duplicate_sets']['one_in_review']})")
+    row("duplicate sets: none kept (explained by issue or leak)",
+        lambda s: f"{s['duplicate_sets']['none_kept']} ({s['duplicate_sets']['none_kept_explained']})")
+    row("duplicate sets: several kept", lambda s: str(s["duplicate_sets"]["several_kept"]))
+    row("overlaps of one split: both kept", lambda s: _fmt(s["overlaps"]["share_both_kept"],
+                                                           s["overlaps"]["both_kept"], s["overlaps"]["pairs"]))
+    row("overlaps of one split: not both kept, explained", lambda s: f"{s['overlaps']['not_both_kept_explained']} "
+        f"of {s['overlaps']['pairs'] - s['overlaps']['both_kept']}")
+    row("leaks into val: pairs both kept (target 0)", lambda s: f"{s['leaks']['both_kept']} of {s['leaks']['pairs']}")
+    row("leaks into val: training file set aside names a val file",
+        lambda s: _fmt(s["leaks"]["share_named"], s["leaks"]["names_evaluation_file"],
+                       s["leaks"]["training_not_kept"]))
     for issue in ISSUE_TRUTH:
         row(f"{issue}: precision", lambda s, i=issue: _fmt(s["issues"][i]["precision"], s["issues"][i]["found"],
                                                            s["issues"][i]["flagged"]))
         row(f"{issue}: recall", lambda s, i=issue: _fmt(s["issues"][i]["recall"], s["issues"][i]["found"],
                                                         s["issues"][i]["true"]))
     for issue in ("split_leak", "label_conflict"):
-        row(f"{issue}: recall", lambda s, i=issue: _fmt(s["leaks"][i]["recall"], s["leaks"][i]["found"],
-                                                        s["leaks"][i]["true"]))
-        row(f"{issue}: precision", lambda s, i=issue: _fmt(s["leaks"][i]["precision"]))
+        row(f"{issue}: recall", lambda s, i=issue: _fmt(s["flags"][i]["recall"], s["flags"][i]["found"],
+                                                        s["flags"][i]["true"]))
+        row(f"{issue}: precision", lambda s, i=issue: _fmt(s["flags"][i]["precision"]))
     row("clean unique images kept", lambda s: _fmt(s["clean_keep"]["share"], s["clean_keep"]["kept"],
                                                    s["clean_keep"]["clean"]))
     row("seconds (whole run)", lambda s: f"{s['seconds']:.1f}" if s.get("seconds") is not None else "n/a")
@@ -198,11 +247,63 @@ def markdown_table(scores: dict[str, dict]) -> str:
 
 
 def pair_list(pairs: list[list[str]], root: Path, limit: int = 40) -> str:
-    """List predicted pairs that are not true duplicates, relative to the dataset root, for a person to look at."""
+    """List predicted pairs that are not truly related, relative to the dataset root, for a person to look at."""
     lines = [f"- `{Path(a).relative_to(root)}` ~ `{Path(b).relative_to(root)}`" for a, b in pairs[:limit]]
     if len(pairs) > limit:
         lines.append(f"- ... and {len(pairs) - limit} more (see quality.json)")
     return "\n".join(lines)
+
+
+def truth_summary(truth_rel: pd.DataFrame, duplicate_share: float) -> str:
+    """Count the true pairs: natural ones, by true relation under ``duplicate_share``, across splits and labels."""
+    by_relation = truth_rel["relation"].value_counts()
+    return (f"True related pairs: {len(truth_rel)} ({truth_rel['transform'].str.startswith('natural:').sum()} "
+            f"natural overlaps); at duplicate_share {duplicate_share}: "
+            + ", ".join(f"{int(by_relation.get(r, 0))} {r}" for r in RELATIONS)
+            + f"; {int(truth_rel['cross_split'].sum())} across splits, {int(truth_rel['label_conflict'].sum())} "
+            "with different labels.")
+
+
+def _relative(path: object, root: Path) -> str:
+    """A path relative to the dataset root when below it, for reading."""
+    try:
+        return str(Path(str(path)).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def decision_list(score: dict, root: Path, limit: int = 20) -> str:
+    """List, for a person to look at, the relation mistakes (borderline ones marked), the duplicate sets keeping
+    several files or none, the overlaps of one split not both kept and the leaks kept or set aside unnamed; empty
+    when there are none. At most ``limit`` of each."""
+    def rel(path: object) -> str:
+        return f"`{_relative(path, root)}`"
+
+    sections = {
+        "Relation recorded wrong (true -> recorded, true min share)": [
+            f"{rel(a)} ~ {rel(b)}: {t}, {true} -> {got}, {share:.2f}{' (borderline)' if near else ''}"
+            for a, b, t, true, got, share, near in score["relations"]["mistaken_pairs"]],
+        "Duplicate sets keeping several files": [
+            ", ".join(map(rel, kept)) for kept in score["duplicate_sets"]["several_kept_sets"]],
+        "Duplicate sets keeping none": [
+            ("explained: " if s["explained"] else "")
+            + "; ".join(f"{rel(p)} {why.replace(f'{root}/', '')}" for p, why in s["members"].items())
+            for s in score["duplicate_sets"]["none_kept_sets"]],
+        "Overlaps of one split not both kept (actions)": [
+            f"{rel(a)} ({act_a}) ~ {rel(b)} ({act_b}): {t}" for a, b, t, act_a, act_b in
+            score["overlaps"]["not_both_kept"]],
+        "Leaks into val with both files kept": [
+            f"{rel(train)} ~ {rel(evaluation)}: {t}" for train, evaluation, t in score["leaks"]["both_kept_pairs"]],
+        "Training files set aside without naming a val file": [
+            f"{rel(train)} ~ {rel(evaluation)}: {t}, names {rel(target) if target else 'nothing'}"
+            for train, evaluation, t, target in score["leaks"]["unnamed"]],
+    }
+    parts = []
+    for title, items in sections.items():
+        if items:
+            more = [f"- ... and {len(items) - limit} more (see quality.json)"] if len(items) > limit else []
+            parts.append(f"{title}: {len(items)}\n\n" + "\n".join([f"- {item}" for item in items[:limit]] + more))
+    return "\n\n".join(parts)
 
 
 def curate_summary(curate: dict) -> str:
@@ -239,19 +340,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dataset: {len(truth.files)} files in {dataset} ({build_seconds:.1f} s)", flush=True)
 
     outputs = run_fastdup(dataset, work / "fastdup-baseline")
+    print(f"fastdup baseline: {outputs.seconds:.1f} s", flush=True)
+    manifest, pairs, curate = run_curate(dataset, work / "curate-out")
+    # Every system is scored against the truth's relations under the duplicate_share the Curate run used.
+    duplicate_share = recorded_duplicate_share(curate.get("manifest_metadata", {}))
+    truth_rel = truth_relations(truth.files, truth.pairs, load_overlaps(), duplicate_share)
     scores: dict[str, dict] = {}
     for name, thresholds in (("fastdup (seed thresholds)", SEED_THRESHOLDS),
                              ("fastdup (summary() defaults)", SUMMARY_DEFAULTS)):
-        scores[name] = score_manifest(baseline_manifest(outputs, dataset, thresholds), truth.files, truth.pairs)
+        baseline = baseline_manifest(outputs, dataset, thresholds)
+        scores[name] = score_manifest(baseline, pairs_from_groups(baseline), truth.files, truth_rel, duplicate_share)
         scores[name]["seconds"] = round(outputs.seconds, 1)
         scores[name]["thresholds"] = thresholds.__dict__
-    print(f"fastdup baseline: {outputs.seconds:.1f} s", flush=True)
-
-    manifest, curate = run_curate(dataset, work / "curate-out")
     if manifest is None:
         print(f"Curate skipped: {curate['skipped']}", flush=True)
     else:
-        scores["Curate"] = score_manifest(manifest, truth.files, truth.pairs)
+        scores["Curate"] = score_manifest(manifest, pairs, truth.files, truth_rel, duplicate_share)
         scores["Curate"]["seconds"] = curate["seconds"]
         print(f"Curate: {curate['seconds']:.1f} s", flush=True)
     false_matches = (check_false_matches(args.rsscn7.resolve(), args.false_match_pairs)
@@ -268,17 +372,19 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `{command}`  \nDate: {date}  \n"
         + "Machine: {cpu}, {cores} cores, {ram_gib} GiB RAM, Python {python}".format(**machine()),
         "## Dataset\n\n" + frame_to_markdown(comp),
-        f"True duplicate pairs: {len(truth.pairs)} "
-        f"({truth.pairs['transform'].str.startswith('natural:').sum()} natural overlaps), "
-        f"{int(truth.pairs['cross_split'].sum())} across splits, {int(truth.pairs['label_conflict'].sum())} with "
-        "different labels.",
-        "## Scores\n\nRatios with (numerator/denominator). Precision of duplicate pairs counts a predicted pair as "
-        "right when both files are in one true group (closure of injected and natural pairs).\n\n" + table,
+        truth_summary(truth_rel, duplicate_share),
+        "## Scores\n\nRatios with (numerator/denominator). Related pairs are the rows of Curate's `pairs.parquet` "
+        "(all pairs within a `dup_group` for fastdup, recorded as duplicates), same-bytes sets closed; a pair is "
+        "right when both files are in one true group (closure of injected and natural pairs). Duplicate sets: "
+        "closure of the true exact and duplicate pairs. Leaks: true pairs from train or unlabeled to val.\n\n"
+        + table,
         "## Curate run\n\n" + curate_summary(curate),
         *(["## Verifier on random distinct tiles of one class\n\n" + false_match_summary(false_matches)]
           if false_matches is not None else []),
-        *(f"## {name}: wrong duplicate pairs\n\n" + pair_list(s["duplicates"]["false_pairs"], dataset)
-          for name, s in scores.items() if s["duplicates"]["false_pairs"]),
+        *(f"## {name}: wrong related pairs\n\n" + pair_list(s["detection"]["false_pairs"], dataset)
+          for name, s in scores.items() if s["detection"]["false_pairs"]),
+        *(f"## {name}: relation and decision mistakes\n\n" + decision_list(s, dataset)
+          for name, s in scores.items() if decision_list(s, dataset)),
     ]) + "\n"
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "quality.md").write_text(report)
@@ -286,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command, "date": date,
         "machine": machine(), "dataset": {"root": str(dataset), "build_seconds": round(build_seconds, 1),
                                           "composition": comp.to_dict(), "true_pairs": len(truth.pairs)},
+        "duplicate_share": duplicate_share,
         "fastdup_seconds": round(outputs.seconds, 1), "curate": curate, "scores": scores,
         "false_match_check": false_matches,
     }, indent=1, default=str))
