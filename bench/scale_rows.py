@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         "gate_passed": summary["gate"]["success"],
         "actions": {k: v["count"] for k, v in summary["actions"].items()},
         "issues": {k: v["count"] for k, v in summary["issues"].items()},
-        "duplicate_groups": summary["duplicate_groups"],
+        "duplicate_sets": summary["duplicate_sets"],
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.results.read_text()) if args.results.exists() else {}

@@ -14,11 +14,10 @@ with their diagonal neighbours (6 % of each at a quarter's overlap), below what 
 maps of two verified relations through the tile beside both place that corner exactly.
 """
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from tasks.geometry import IDENTITY, describe, shares
+from tasks.geometry import IDENTITY, UNIT_SQUARE, describe, shares
 from tasks.schema import Check, Col, PairCol, Relation
 from tasks.verify import A_TO_B, EVIDENCE, MATCH_SCORE, SHARE_A, SHARE_B, TRANSFORM
 
@@ -50,54 +49,56 @@ MAX_COMPOSED_DEGREE = 64
 MIN_COMPOSED_SHARE = 0.02
 
 
-def _directed(relations: pd.DataFrame) -> pd.DataFrame:
-    """Each relation from both of its files: `source`, `target`, the map from source to target (3 x 3) and the
-    relation's score."""
-    maps = np.stack([np.asarray(m, np.float64).reshape(3, 3) for m in relations[PairCol.A_TO_B]]) if len(
-        relations) else np.empty((0, 3, 3))
-    inverses = np.stack([cv2.invert(m)[1] for m in maps]) if len(maps) else maps
-    a, b = relations[PairCol.ROW_A].to_numpy(np.int64), relations[PairCol.ROW_B].to_numpy(np.int64)
-    return pd.DataFrame({
-        "source": np.concatenate([a, b]), "target": np.concatenate([b, a]),
-        "map": list(maps) + list(inverses),
-        "score": np.tile(relations[PairCol.SCORE].to_numpy(dtype=float), 2),
-    })
-
-
-def composed_relations(files: pd.DataFrame, verified: pd.DataFrame, related: set[tuple[int, int]],
+def composed_relations(files: pd.DataFrame, verified: pd.DataFrame, related: pd.DataFrame,
                        duplicate_share: float) -> pd.DataFrame:
     """Relations that follow from two verified relations through a third file (`Check.COMPOSITION`): the pair's
     map is the two maps composed, its shares those of the composed map, kept when either reaches
-    `MIN_COMPOSED_SHARE`. Pairs in `related` (already related, either way round) and pairs of files with the same
+    `MIN_COMPOSED_SHARE`. Pairs in `related` (columns a < b: already related) and pairs of files with the same
     bytes are left out; of several paths between two files, the one through the first file by path is taken. Its
     score is the weaker of the two relations' scores. One step only: no chains of compositions."""
-    edges = _directed(verified)
-    degree = edges["source"].value_counts()
-    edges = edges[edges["source"].map(degree).to_numpy() <= MAX_COMPOSED_DEGREE]
-    paths = edges.rename(columns={"source": "middle", "target": "b", "map": "to_b", "score": "score_b"}).merge(
-        edges.rename(columns={"source": "middle", "target": "a", "map": "to_a", "score": "score_a"}), on="middle")
+    count = len(verified)
+    maps = np.stack([np.asarray(m, np.float64).reshape(3, 3) for m in verified[PairCol.A_TO_B]]) if count else (
+        np.empty((0, 3, 3)))
+    maps = np.concatenate([maps, np.linalg.inv(maps)]) if count else maps  # edge e + count runs e backwards
+    ends = verified[PairCol.ROW_A].to_numpy(np.int64), verified[PairCol.ROW_B].to_numpy(np.int64)
+    edges = pd.DataFrame({"middle": np.concatenate(ends), "end": np.concatenate(ends[::-1]),
+                          "edge": np.arange(2 * count), "score": np.tile(verified[PairCol.SCORE].to_numpy(float), 2)})
+    degree = edges["middle"].value_counts()
+    edges = edges[edges["middle"].map(degree).to_numpy() <= MAX_COMPOSED_DEGREE]
+    paths = edges.rename(columns={"end": "a", "edge": "to_a", "score": "score_a"}).merge(
+        edges.rename(columns={"end": "b", "edge": "to_b", "score": "score_b"}), on="middle")
     paths = paths[paths["a"].to_numpy() < paths["b"].to_numpy()]
     sha = files.set_index(Col.ROW)[Col.SHA256]
-    fresh = [(a, b) not in related for a, b in zip(paths["a"], paths["b"])]
-    paths = paths[np.asarray(fresh, bool) & (sha.reindex(paths["a"]).to_numpy() != sha.reindex(paths["b"]).to_numpy())]
+    paths = paths[sha.reindex(paths["a"]).to_numpy() != sha.reindex(paths["b"]).to_numpy()]
+    paths = paths.merge(related, on=["a", "b"], how="left", indicator=True)
+    paths = paths[(paths.pop("_merge") == "left_only").to_numpy()]
     paths = paths.assign(through=files.set_index(Col.ROW)[Col.PATH].reindex(paths["middle"]).to_numpy())
     paths = paths.sort_values(["a", "b", "through"]).drop_duplicates(["a", "b"])
-    # a -> middle is the inverse of middle -> a; then middle -> b.
-    maps = [to_b @ cv2.invert(to_a)[1] for to_a, to_b in zip(paths["to_a"], paths["to_b"])]
-    measured = np.array([shares(m) for m in maps]).reshape(-1, 2)
+    # a -> middle (the edge middle -> a run backwards), then middle -> b.
+    backwards = (paths["to_a"].to_numpy() + count) % (2 * count) if count else paths["to_a"].to_numpy()
+    composed = maps[paths["to_b"].to_numpy()] @ maps[backwards]
+    # Most paths lead nowhere near (two steps the same way along a row of tiles): the bounding box of a's square
+    # mapped into b settles them before the exact clipping.
+    corners = np.einsum("pij,cj->pci", composed, np.column_stack([UNIT_SQUARE, np.ones(4)]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mapped = corners[..., :2] / corners[..., 2:]
+    near = ((corners[..., 2] > 0).all(axis=1) & (mapped.min(axis=1) < 1.0).all(axis=1)
+            & (mapped.max(axis=1) > 0.0).all(axis=1))
+    paths, composed = paths[near], composed[near]
+    measured = np.array([shares(m) for m in composed]).reshape(-1, 2)
     keep = measured.max(axis=1, initial=0.0) >= MIN_COMPOSED_SHARE if len(measured) else np.zeros(0, bool)
-    paths, maps, measured = paths[keep], [m for m, k in zip(maps, keep) if k], measured[keep]
+    paths, composed, measured = paths[keep], composed[keep], measured[keep]
     size = files.set_index(Col.ROW)[[Col.WIDTH, Col.HEIGHT]].astype("float64")
     size_a, size_b = size.reindex(paths["a"]).to_numpy(), size.reindex(paths["b"]).to_numpy()
     transforms = [describe(np.diag(sb) @ m[:2, :2] @ np.diag(1.0 / sa), share_a, share_b)
-                  for m, sa, sb, (share_a, share_b) in zip(maps, size_a, size_b, measured)]
+                  for m, sa, sb, (share_a, share_b) in zip(composed, size_a, size_b, measured)]
     return pd.DataFrame({
         PairCol.ROW_A: paths["a"].to_numpy(np.int64), PairCol.ROW_B: paths["b"].to_numpy(np.int64),
         PairCol.RELATION: relation_of(measured[:, 0], measured[:, 1], duplicate_share),
         PairCol.SHARE_A: measured[:, 0], PairCol.SHARE_B: measured[:, 1], PairCol.TRANSFORM: transforms,
         PairCol.SCORE: np.minimum(paths["score_a"].to_numpy(float), paths["score_b"].to_numpy(float)),
         PairCol.EVIDENCE: Check.COMPOSITION.value,
-        PairCol.A_TO_B: pd.Series([m.ravel() for m in maps], dtype=object),
+        PairCol.A_TO_B: pd.Series([m.ravel() for m in composed], dtype=object),
     })
 
 
@@ -126,8 +127,8 @@ def build_relations(files: pd.DataFrame, matches: pd.DataFrame, duplicate_share:
         PairCol.EVIDENCE: verified[EVIDENCE].astype(str).to_numpy(),
         PairCol.A_TO_B: pd.Series(list(verified[A_TO_B]), dtype=object),
     })
-    related = {(min(a, b), max(a, b)) for a, b in zip(np.concatenate([first, accepted[PairCol.ROW_A]]),
-                                                      np.concatenate([other, accepted[PairCol.ROW_B]]))}
+    ends = np.concatenate([first, accepted[PairCol.ROW_A]]), np.concatenate([other, accepted[PairCol.ROW_B]])
+    related = pd.DataFrame({"a": np.minimum(*ends), "b": np.maximum(*ends)})
     composed = composed_relations(files, accepted, related, duplicate_share)
     relations = pd.concat([part for part in (exact, accepted, composed) if len(part)] or [accepted],
                           ignore_index=True)
