@@ -20,9 +20,11 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +68,17 @@ def machine() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def run_curate(dataset: Path, out: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict]:
-    """Run ``python -m flows.curate`` on the three splits; return its manifest and its related pairs (both None if
-    skipped, or if either file is missing) and run facts. Paths are made real on both, as in the truth."""
+def run_curate(dataset: Path, out: Path, splits: Sequence[str] = SPLITS
+               ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict]:
+    """Run ``python -m flows.curate`` on the split folders ``splits`` of ``dataset``, into an emptied ``out``;
+    return its manifest and its related pairs (both None if skipped, or if either file is missing) and run facts.
+    Paths (and the manifest's ``leaks_into`` and ``duplicate_of``) are made real, as in the truth."""
     if importlib.util.find_spec("flows.curate") is None:
         return None, None, {"skipped": "flows.curate does not exist yet: Curate was not run"}
+    shutil.rmtree(out, ignore_errors=True)  # never score an earlier run's outputs
     # The content cache is off: a benchmark times a first run, not a re-run served from an earlier one.
     command = [sys.executable, "-m", "flows.curate",
-               *(arg for split in SPLITS for arg in ("--split", f"{split}={dataset / split}")), "--out", str(out),
+               *(arg for split in splits for arg in ("--split", f"{split}={dataset / split}")), "--out", str(out),
                "--set", "cache_dir=null"]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
@@ -89,7 +94,8 @@ def run_curate(dataset: Path, out: Path) -> tuple[pd.DataFrame | None, pd.DataFr
         facts["skipped"] = f"no pairs.parquet beside the manifest (exit {proc.returncode}): the run cannot be scored"
         return None, None, facts
     manifest = pd.read_parquet(manifest_path)
-    manifest["path"] = manifest["path"].map(os.path.realpath)
+    for column in ("path", "leaks_into", "duplicate_of"):
+        manifest[column] = manifest[column].map(lambda path: path if pd.isna(path) else os.path.realpath(path))
     pairs = pd.read_parquet(pairs_path)
     for column in ("path_a", "path_b"):
         pairs[column] = pairs[column].map(os.path.realpath)
@@ -174,7 +180,7 @@ def find_timings(meta: object, prefix: str = "", timed: bool = False) -> dict[st
     return found
 
 
-def _fmt(ratio: float | None, num: int | None = None, den: int | None = None) -> str:
+def ratio_text(ratio: float | None, num: int | None = None, den: int | None = None) -> str:
     """Format a ratio with three decimals, and its (numerator/denominator) when given."""
     if ratio is None:
         return "n/a" if den is None else f"n/a ({num}/{den})"
@@ -198,49 +204,49 @@ def markdown_table(scores: dict[str, dict]) -> str:
     def row(label: str, cell) -> None:
         lines.append(f"| {label} | " + " | ".join(cell(scores[n]) for n in names) + " |")
 
-    row("related pairs: precision", lambda s: _fmt(s["detection"]["precision"], s["detection"]["correct_pairs"],
+    row("related pairs: precision", lambda s: ratio_text(s["detection"]["precision"], s["detection"]["correct_pairs"],
                                                    s["detection"]["predicted_pairs"]))
-    row("related pairs: recall", lambda s: _fmt(s["detection"]["recall"], s["detection"]["found_pairs"],
+    row("related pairs: recall", lambda s: ratio_text(s["detection"]["recall"], s["detection"]["found_pairs"],
                                                 s["detection"]["true_pairs"]))
-    row("related pairs: F1", lambda s: _fmt(s["detection"]["f1"]))
+    row("related pairs: F1", lambda s: ratio_text(s["detection"]["f1"]))
     found_transforms = {t for s in scores.values() for t in s["detection"]["recall_by_transform"]}
     for transform in ["injected", *TRANSFORMS, *sorted(found_transforms - set(TRANSFORMS) - {"injected"})]:
         def recall_of(s: dict, t: str = transform) -> str:
             r = s["detection"]["recall_by_transform"].get(t)
-            return "n/a" if r is None else _fmt(r["recall"], r["found"], r["total"])
+            return "n/a" if r is None else ratio_text(r["recall"], r["found"], r["total"])
         row(f"recall: {transform}", recall_of)
     for true in RELATIONS:
         row(f"true {true} recorded as {' / '.join(RELATIONS)} / missed",
             lambda s, t=true: " / ".join(str(n) for n in s["relations"]["confusion"][t].values()))
-    row("relation right (found pairs)", lambda s: _fmt(s["relations"]["accuracy"], s["relations"]["correct"],
+    row("relation right (found pairs)", lambda s: ratio_text(s["relations"]["accuracy"], s["relations"]["correct"],
                                                        s["relations"]["found"]))
     row("relation wrong: borderline / clear", lambda s: f"{s['relations']['borderline']} / "
         f"{s['relations']['clear_mistakes']} (min share within {s['relations']['margin']} of "
         f"{s['relations']['duplicate_share']})")
     row("duplicate sets: exactly one kept (of which in review)",
-        lambda s: _fmt(s["duplicate_sets"]["share_one_kept"], s["duplicate_sets"]["one_kept"],
+        lambda s: ratio_text(s["duplicate_sets"]["share_one_kept"], s["duplicate_sets"]["one_kept"],
                        s["duplicate_sets"]["sets"]) + f" ({s['duplicate_sets']['one_in_review']})")
     row("duplicate sets: none kept (explained by issue or leak)",
         lambda s: f"{s['duplicate_sets']['none_kept']} ({s['duplicate_sets']['none_kept_explained']})")
     row("duplicate sets: several kept", lambda s: str(s["duplicate_sets"]["several_kept"]))
-    row("overlaps of one split: both kept", lambda s: _fmt(s["overlaps"]["share_both_kept"],
+    row("overlaps of one split: both kept", lambda s: ratio_text(s["overlaps"]["share_both_kept"],
                                                            s["overlaps"]["both_kept"], s["overlaps"]["pairs"]))
     row("overlaps of one split: not both kept, explained", lambda s: f"{s['overlaps']['not_both_kept_explained']} "
         f"of {s['overlaps']['pairs'] - s['overlaps']['both_kept']}")
     row("leaks into val: pairs both kept (target 0)", lambda s: f"{s['leaks']['both_kept']} of {s['leaks']['pairs']}")
     row("leaks into val: training file set aside names a val file",
-        lambda s: _fmt(s["leaks"]["share_named"], s["leaks"]["names_evaluation_file"],
+        lambda s: ratio_text(s["leaks"]["share_named"], s["leaks"]["names_evaluation_file"],
                        s["leaks"]["training_not_kept"]))
     for issue in ISSUE_TRUTH:
-        row(f"{issue}: precision", lambda s, i=issue: _fmt(s["issues"][i]["precision"], s["issues"][i]["found"],
+        row(f"{issue}: precision", lambda s, i=issue: ratio_text(s["issues"][i]["precision"], s["issues"][i]["found"],
                                                            s["issues"][i]["flagged"]))
-        row(f"{issue}: recall", lambda s, i=issue: _fmt(s["issues"][i]["recall"], s["issues"][i]["found"],
+        row(f"{issue}: recall", lambda s, i=issue: ratio_text(s["issues"][i]["recall"], s["issues"][i]["found"],
                                                         s["issues"][i]["true"]))
     for issue in ("split_leak", "label_conflict"):
-        row(f"{issue}: recall", lambda s, i=issue: _fmt(s["flags"][i]["recall"], s["flags"][i]["found"],
+        row(f"{issue}: recall", lambda s, i=issue: ratio_text(s["flags"][i]["recall"], s["flags"][i]["found"],
                                                         s["flags"][i]["true"]))
-        row(f"{issue}: precision", lambda s, i=issue: _fmt(s["flags"][i]["precision"]))
-    row("clean unique images kept", lambda s: _fmt(s["clean_keep"]["share"], s["clean_keep"]["kept"],
+        row(f"{issue}: precision", lambda s, i=issue: ratio_text(s["flags"][i]["precision"]))
+    row("clean unique images kept", lambda s: ratio_text(s["clean_keep"]["share"], s["clean_keep"]["kept"],
                                                    s["clean_keep"]["clean"]))
     row("seconds (whole run)", lambda s: f"{s['seconds']:.1f}" if s.get("seconds") is not None else "n/a")
     return "\n".join(lines)

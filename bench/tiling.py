@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import itertools
 import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -47,7 +45,7 @@ import pandas as pd
 from PIL import Image
 
 from bench.dataset import DEFAULT_RSSCN7, list_tiles, load_overlaps
-from bench.run_quality import DEFAULT_RESULTS, _fmt, find_timings, machine, parquet_metadata
+from bench.run_quality import DEFAULT_RESULTS, ratio_text, machine, run_curate
 from bench.tiling_score import (
     DUPLICATE_SHARE,
     EVALUATION_SPLITS,
@@ -213,40 +211,6 @@ def build_tiled_dataset(rsscn7: Path, scenes: list[str], tiling: Tiling, val_til
     return pd.DataFrame(rows)
 
 
-def run_curate(dataset: Path, out: Path, splits: list[str]
-               ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict]:
-    """Run ``python -m flows.curate`` on ``splits`` as ``bench.run_quality.run_curate`` does (content cache off);
-    return its manifest and pairs (paths made real; None when not written) and the run's facts."""
-    if importlib.util.find_spec("flows.curate") is None:
-        return None, None, {"skipped": "flows.curate does not exist: Curate was not run"}
-    shutil.rmtree(out, ignore_errors=True)  # never score an earlier run's outputs
-    command = [sys.executable, "-m", "flows.curate",
-               *(arg for split in splits for arg in ("--split", f"{split}={dataset / split}")), "--out", str(out),
-               "--set", "cache_dir=null"]
-    start = time.perf_counter()
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    facts: dict = {"command": shlex.join(command), "seconds": round(time.perf_counter() - start, 1),
-                   "exit_status": proc.returncode, "stderr_tail": proc.stderr.strip()[-1500:]}
-    manifest_path, pairs_path = out / "manifest.parquet", out / "pairs.parquet"
-    if not manifest_path.exists():
-        facts["skipped"] = f"no manifest written (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
-        return None, None, facts
-    facts["manifest_metadata"] = parquet_metadata(manifest_path)
-    facts["timings"] = find_timings(facts["manifest_metadata"])
-    manifest = pd.read_parquet(manifest_path)
-    for column in ("path", "leaks_into", "duplicate_of"):
-        if column in manifest.columns:
-            manifest[column] = manifest[column].map(lambda p: p if pd.isna(p) else os.path.realpath(p))
-    pairs = None
-    if pairs_path.exists():
-        pairs = pd.read_parquet(pairs_path)
-        for column in ("path_a", "path_b"):
-            pairs[column] = pairs[column].map(os.path.realpath)
-    else:
-        facts["no_pairs"] = "pairs.parquet was not written"
-    return manifest, pairs, facts
-
-
 def recorded_settings(metadata: dict) -> dict:
     """duplicate_share, overlap_min_coverage and evaluation_splits from the manifest's recorded configuration
     (``curate`` -> ``config``), each with where it came from (``recorded`` or this module's ``default``)."""
@@ -280,7 +244,7 @@ def truth_summary(tiles: pd.DataFrame, truth: pd.DataFrame) -> dict:
 
 def _r(cell: dict | None) -> str:
     """A ratio cell of tiling_score (num, den, ratio)."""
-    return "n/a" if cell is None else _fmt(cell["ratio"], cell["num"], cell["den"])
+    return "n/a" if cell is None else ratio_text(cell["ratio"], cell["num"], cell["den"])
 
 
 def _counts(counts: dict | None) -> str:
@@ -496,12 +460,9 @@ def main(argv: list[str] | None = None) -> int:
             run["scores"] = score_run(manifest, pairs, tiles, truth, settings["duplicate_share"],
                                       settings["min_coverage"], tuple(settings["evaluation_splits"]))
             s = run["scores"]
-            recall = s["pairs"]["recall"]["detectable"] if s["pairs"] else None
             print(f"{name}: exit {curate['exit_status']}, {curate['seconds']:.1f} s; kept {_r(s['keep']['kept'])}; "
-                  f"pairs recorded (detectable) {'n/a: ' + curate['no_pairs'] if recall is None else _r(recall)}; "
+                  f"pairs recorded (detectable) {_r(s['pairs']['recall']['detectable'])}; "
                   f"kept train-val pairs {_r(s['leaks']['kept_cross_pairs']['all'])}", flush=True)
-            if pairs is None or "leaks_into" not in manifest.columns:
-                complete = False
         runs[name] = run
 
     command = shlex.join(["python", "-m", "bench.tiling", *(sys.argv[1:] if argv is None else argv)])
@@ -514,8 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, run in runs.items())
     curate_lines = "\n".join(
         f"- `{name}`: `{run['curate'].get('command', '')}`: exit {run['curate'].get('exit_status', 'n/a')}, "
-        f"{run['curate'].get('seconds', 'n/a')} s" + (f"; {run['curate']['no_pairs']}" if "no_pairs" in run["curate"]
-                                                       else "")
+        f"{run['curate'].get('seconds', 'n/a')} s"
         for name, run in runs.items())
     report = "\n\n".join([
         "# Curate tiled-scenes benchmark",
