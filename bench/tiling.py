@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import itertools
 import json
 import os
@@ -185,13 +186,15 @@ def place_val(scenes: list[str], seed: int, grid: int = 3, fraction: float = VAL
     return chosen
 
 
-def tile_name(scene: str, row: int, col: int) -> str:
-    """``<scene-stem>_r<row>_c<col>.jpg``."""
-    return f"{Path(scene).stem}_r{row}_c{col}.jpg"
+def tile_name(scene: str, row: int, col: int, neutral: bool = False) -> str:
+    """``<scene-stem>_r<row>_c<col>.jpg``, or with `neutral` a name from a hash of that, which tells nothing of
+    where the tile lies (for candidates found by content alone)."""
+    name = f"{Path(scene).stem}_r{row}_c{col}"
+    return f"tile_{hashlib.sha1(name.encode()).hexdigest()[:10]}.jpg" if neutral else f"{name}.jpg"
 
 
 def build_tiled_dataset(rsscn7: Path, scenes: list[str], tiling: Tiling, val_tiles: dict[str, list[tuple[int, int]]],
-                        root: Path) -> pd.DataFrame:
+                        root: Path, neutral_names: bool = False) -> pd.DataFrame:
     """Write every scene's tiles under ``root/<split>/<class>/`` (anything there before is removed); return one row
     per tile: path (real), relpath, split, label, scene, row, col, x0, y0, x1, y1."""
     shutil.rmtree(root, ignore_errors=True)
@@ -202,7 +205,7 @@ def build_tiled_dataset(rsscn7: Path, scenes: list[str], tiling: Tiling, val_til
         in_val = set(val_tiles.get(scene, []))
         for (r, c), box in tiling.boxes(*image.size).items():
             split = "val" if (r, c) in in_val else "train"
-            dest = root / split / label / tile_name(scene, r, c)
+            dest = root / split / label / tile_name(scene, r, c, neutral_names)
             dest.parent.mkdir(parents=True, exist_ok=True)
             image.crop(box).save(dest, format="JPEG", quality=SAVE_QUALITY)
             rows.append({"path": os.path.realpath(dest), "relpath": dest.relative_to(root).as_posix(),
@@ -415,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where tiling.md/.json go")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the scene draw and val placement")
     parser.add_argument("--scenes", type=int, default=DEFAULT_SCENES, help="scenes, spread evenly over the classes")
+    parser.add_argument("--neutral-names", action="store_true",
+                        help="name tiles by a hash, not by scene, row and column: candidates by content alone")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="run only these (repeatable): a run (" + ", ".join(n for n, _, _ in run_names())
                              + "), a tiling (" + ", ".join(t.name for t in TILINGS) + ") or a placement ("
@@ -437,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, tiling, placement in selected:
         start = time.perf_counter()
         root = work / name / "dataset"
-        tiles = build_tiled_dataset(rsscn7, scenes, tiling, val_tiles if placement == "with-val" else {}, root)
+        tiles = build_tiled_dataset(rsscn7, scenes, tiling, val_tiles if placement == "with-val" else {}, root,
+                                    args.neutral_names)
         truth = truth_pairs(tiles)
         (work / name / "truth").mkdir(parents=True, exist_ok=True)
         tiles.to_csv(work / name / "truth" / "tiles.csv", index=False)
@@ -483,8 +489,9 @@ def main(argv: list[str] | None = None) -> int:
         + "Machine: {cpu}, {cores} cores, {ram_gib} GiB RAM, Python {python}".format(**machine()),
         "## Dataset\n\n"
         f"{len(scenes)} RSSCN7 scenes (seed {args.seed}; tiles of `bench/rsscn7_overlaps.csv` left out), cut 3 x 3; "
-        f"in the with-val runs {len(val_tiles)} scenes have one or two tiles in val. Truth: rectangle arithmetic "
-        "(intersection area over tile area).\n\n" + composition,
+        f"in the with-val runs {len(val_tiles)} scenes have one or two tiles in val. Tiles are named "
+        + ("by a hash (`--neutral-names`)" if args.neutral_names else "`<scene>_r<row>_c<column>`")
+        + ". Truth: rectangle arithmetic (intersection area over tile area).\n\n" + composition,
         "## Scores\n\nRatios with (numerator/denominator).\n\n" + report_tables(runs),
         "## Curate runs\n\n" + curate_lines,
         "## Examples of errors\n\nAt most 20 of each kind per run (all counts are in the tables).\n\n"
@@ -494,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.results / "tiling.md").write_text(report)
     (args.results / "tiling.json").write_text(json.dumps({
         "command": command, "date": date, "machine": machine(),
-        "config": {"seed": args.seed, "scenes": len(scenes), "val_fraction": VAL_FRACTION,
+        "config": {"seed": args.seed, "scenes": len(scenes), "neutral_names": args.neutral_names,
+                   "val_fraction": VAL_FRACTION,
                    "save_quality": SAVE_QUALITY, "tilings": [asdict(t) for t in TILINGS], "work": str(work),
                    "rsscn7": str(rsscn7)},
         "scenes": scenes, "val_tiles": {s: [list(p) for p in v] for s, v in val_tiles.items()}, "runs": runs,

@@ -60,6 +60,7 @@ from tasks.imagestats import (
 )
 from tasks.ingest import CONTENT_VERSION
 from tasks.memory import release_free_memory
+from tasks.placement import predicted_overlaps
 from tasks.progress import progress
 from tasks.schema import Check, Col, PairCol
 from tasks.similarity import (
@@ -1342,7 +1343,10 @@ def verify_candidates(
     concurrent_chunks: int = 1,
 ) -> pd.DataFrame:
     """The verification stage: candidate pairs (row_a, row_b, similarity) with the columns of `RESULT_COLUMNS`.
-    Only accepted pairs (with evidence) are returned. With `cache_dir`, pairs of
+    Only accepted pairs (with evidence) are returned. Two rounds: the candidates similarity proposes
+    (`select_candidates`), then the pairs that the first round's relations place over each other
+    (`tasks.placement.predicted_overlaps`: tiles whose names say nothing and whose shared strip similarity does not
+    rank). With `cache_dir`, pairs of
     contents verified before (with the same settings) are not verified again. The pairs to verify run on
     `run_chunks` in chunks of at most `chunk_size` pairs (`chunks_by_locality`). `run_chunks` runs
     `concurrent_chunks` of them at once, so their number is a multiple of that given enough pairs
@@ -1352,6 +1356,33 @@ def verify_candidates(
     to `feature_cache_bytes`), so memory is bounded by that budget, not by the dataset. Once every chunk is
     verified, this process's features are dropped (`FEATURE_CACHE`)."""
     candidates = select_candidates(files, pairs, settings, cache_dir)
+    chosen = dict(files=files, settings=settings, workers=workers, cache_dir=cache_dir, run_chunks=run_chunks,
+                  chunk_size=chunk_size, feature_cache_bytes=feature_cache_bytes, concurrent_chunks=concurrent_chunks)
+    matched = verify_chosen(candidates, **chosen)
+    # A second round: what the accepted pairs place over each other, unless verified already. (A third added
+    # nothing on tiles named by a hash: what the second misses lies in sets of tiles no relation links.)
+    placed = predicted_overlaps(matched, settings.overlap_min_coverage)
+    placed = placed.merge(candidates[[PAIR_A, PAIR_B]], on=[PAIR_A, PAIR_B], how="left", indicator=True)
+    placed = placed.loc[(placed.pop("_merge") == "left_only").to_numpy(), [PAIR_A, PAIR_B]]
+    if placed.empty:
+        return matched
+    placed = placed.merge(pairs[[PAIR_A, PAIR_B, SIMILARITY]], on=[PAIR_A, PAIR_B], how="left")
+    more = verify_chosen(placed.assign(**{COLOUR_SIMILARITY: np.nan}), **chosen)
+    return pd.concat([matched, more]).sort_values([PAIR_A, PAIR_B]).reset_index(drop=True)
+
+
+def verify_chosen(
+    candidates: pd.DataFrame,
+    files: pd.DataFrame,
+    settings: VerificationConfig,
+    workers: int,
+    cache_dir: Path | None,
+    run_chunks: ChunkMap,
+    chunk_size: int,
+    feature_cache_bytes: int,
+    concurrent_chunks: int,
+) -> pd.DataFrame:
+    """The accepted pairs of `candidates` (row_a, row_b, ...), verified as `verify_candidates` describes."""
     by_row = files.set_index(Col.ROW)
 
     def with_each_image(frame: pd.DataFrame, column: str, names: tuple[str, str]) -> pd.DataFrame:
