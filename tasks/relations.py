@@ -21,6 +21,12 @@ from tasks.geometry import IDENTITY, UNIT_SQUARE, describe, shares
 from tasks.schema import Check, Col, PairCol, Relation
 from tasks.verify import A_TO_B, EVIDENCE, MATCH_SCORE, SHARE_A, SHARE_B, TRANSFORM
 
+# A file related to more files than this is not composed through (a blank or repeated tile related to many would
+# make pairs by the square of its relations).
+MAX_COMPOSED_DEGREE = 64
+# A composed relation is recorded when its shared region covers at least this share of either file: two fits'
+# errors can make tiles that only touch seem to share a sliver.
+MIN_COMPOSED_SHARE = 0.02
 RELATION_COLUMNS = [PairCol.ROW_A, PairCol.ROW_B, PairCol.RELATION, PairCol.SHARE_A, PairCol.SHARE_B,
                     PairCol.TRANSFORM, PairCol.SCORE, PairCol.EVIDENCE, PairCol.CROSS_SPLIT, PairCol.A_TO_B]
 
@@ -39,14 +45,6 @@ def relation_of(share_a: np.ndarray, share_b: np.ndarray, duplicate_share: float
     """`duplicate` where both shares reach `duplicate_share`, else `overlap` (strings)."""
     duplicate = np.minimum(share_a, share_b) >= duplicate_share
     return np.where(duplicate, Relation.DUPLICATE.value, Relation.OVERLAP.value).astype(object)
-
-
-# A file related to more files than this is not composed through (a blank or repeated tile related to many would
-# make pairs by the square of its relations).
-MAX_COMPOSED_DEGREE = 64
-# A composed relation is recorded when its shared region covers at least this share of either file: two fits'
-# errors can make tiles that only touch seem to share a sliver.
-MIN_COMPOSED_SHARE = 0.02
 
 
 def composed_relations(files: pd.DataFrame, verified: pd.DataFrame, related: pd.DataFrame,
