@@ -227,8 +227,13 @@ class DecisionsConfig(_Section):
         "least this share of each; otherwise they overlap. Of a set of duplicates one file is kept; overlapping "
         "files of one split are all kept."
     )
-    split_leak: Literal["drop", "review"] = Field(
-        "drop", description="What happens to a training file that shares ground with a kept evaluation file."
+    split_leak: Literal["drop", "review", "reassign"] = Field(
+        "drop", description="What happens to a training file that shares ground with a kept evaluation file: "
+        "dropped, sent to review, or (reassign) every set of files that share ground moved wholly into one split."
+    )
+    fixed_splits: tuple[str, ...] = Field(
+        ("test",), description="Splits whose membership reassign never changes: other files that share their "
+        "ground are dropped as leaks."
     )
     overrides: Path | None = Field(
         None, description="A reviewer's CSV (path,action) or YAML (path: action) file of keep/drop decisions."

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import DecisionsConfig
+from tasks.reassign import reassign_splits
 from tasks.schema import Action, Col, Issue, PairCol
 
+REASSIGN = "reassign"  # decisions.split_leak: every set of shared ground wholly in one split
 ENGINE_ERROR = "engine_error"  # why the similarity engine could not read a file Pillow decodes (evidence only)
 
 
@@ -41,19 +43,23 @@ def choose_keepers(files: pd.DataFrame, flags: pd.DataFrame, decisions: Decision
     return ordered.drop_duplicates("group").set_index("group")["row"]
 
 
-def leak_targets(
-    files: pd.DataFrame, relations: pd.DataFrame, kept: pd.Series, keeper_row: pd.Series, decisions: DecisionsConfig
-) -> pd.Series:
-    """For each file of a training split, the path of a kept evaluation file whose ground it shows; NA otherwise.
+def split_rank(splits: pd.Series, preferred: tuple[str, ...]) -> np.ndarray:
+    """Each split's place in `preferred` (0 first), -1 for the splits it does not name."""
+    rank = {split: place for place, split in enumerate(preferred)}
+    return splits.map(lambda split: rank.get(split, -1)).to_numpy()
 
-    `kept` says which files are kept whatever the leaks (leaks never drop an evaluation file), and `keeper_row`
-    each duplicate's kept copy. An evaluation file holds its ground when it is kept; one dropped as a copy of a kept
-    evaluation file leaves its ground there, with that copy. A file sent to review holds none until a reviewer keeps
-    it: the curated evaluation split does not hold it meanwhile. Of several, the most preferred evaluation split's,
-    then the first by path."""
+
+def leak_targets(files: pd.DataFrame, relations: pd.DataFrame, kept: pd.Series, keeper_row: pd.Series,
+                 rank: np.ndarray, exposed: np.ndarray) -> pd.Series:
+    """For each `exposed` file, the path of a kept file of a protected split (`rank` >= 0, its place in order of
+    preference) whose ground it shows; NA otherwise: a training file's leak into an evaluation split.
+
+    `kept` says which files are kept whatever the leaks (leaks never drop a protected file), and `keeper_row`
+    each duplicate's kept copy. A protected file holds its ground when it is kept; one dropped as a copy of a kept
+    protected file leaves its ground there, with that copy. A file sent to review holds none until a reviewer keeps
+    it: the curated split does not hold it meanwhile. Of several, the most preferred split's, then the first by
+    path."""
     rows = files.index.to_numpy()
-    evaluation_rank = {split: rank for rank, split in enumerate(decisions.evaluation_splits)}
-    rank = files[Col.SPLIT].map(lambda split: evaluation_rank.get(split, -1)).to_numpy()
     evaluation, kept = rank >= 0, kept.to_numpy(dtype=bool)
     holder = pd.Series(np.where(evaluation & kept, rows, -1), index=files.index)
     keeper = keeper_row.to_numpy(dtype="float64", na_value=np.nan)
@@ -66,7 +72,7 @@ def leak_targets(
                          "other": np.concatenate([relations[PairCol.ROW_B], relations[PairCol.ROW_A]])})
     ends["holder"] = holder.reindex(ends["other"]).to_numpy()
     position = pd.Series(np.arange(len(rows)), index=rows)
-    leaking = ends[(ends["holder"] >= 0) & ~evaluation[position.reindex(ends["row"]).to_numpy()]]
+    leaking = ends[(ends["holder"] >= 0) & exposed[position.reindex(ends["row"]).to_numpy()]]
     leaking = leaking.assign(rank=rank[position.reindex(leaking["holder"]).to_numpy()],
                              path=files[Col.PATH].reindex(leaking["holder"].to_numpy()).to_numpy())
     first = leaking.sort_values(["row", "rank", "path"]).drop_duplicates("row")
@@ -101,12 +107,19 @@ def decide(files: pd.DataFrame, relations: pd.DataFrame, flags: pd.DataFrame, de
     reviewed = flags[[issue.value for issue in decisions.review]].any(axis=1)
     decided = files[Col.PATH].map(overrides or {})
     kept = ((~(corrupt | is_copy | dropped | reviewed) & decided.isna()) | (decided == Action.KEEP)) & files[Col.VALID]
-    leaks_into = leak_targets(files, relations, kept, keeper_row, decisions)
+    curated = reassign_splits(files, relations, decisions) if decisions.split_leak == REASSIGN else files[Col.SPLIT]
+    evaluation = split_rank(curated, decisions.evaluation_splits)
+    leaks_into = leak_targets(files, relations, kept, keeper_row, evaluation, evaluation < 0)
+    if decisions.split_leak == REASSIGN:
+        # Fixed splits keep their files, and any other file that shares their ground yields to them.
+        fixed = split_rank(files[Col.SPLIT], decisions.fixed_splits)
+        leaks_into = leak_targets(files, relations, kept, keeper_row, fixed, fixed < 0).fillna(leaks_into)
     leaking = leaks_into.notna()
     is_keeper = files[Col.DUP_GROUP].notna() & ~is_copy
     conditions = [corrupt, is_copy, dropped, leaking, reviewed, is_keeper]
-    actions = np.select(conditions, [Action.DROP, Action.DROP, Action.DROP, Action(decisions.split_leak),
-                                     Action.REVIEW, Action.KEEP], default=Action.KEEP)
+    leak_action = Action.REVIEW if decisions.split_leak == Action.REVIEW.value else Action.DROP
+    actions = np.select(conditions, [Action.DROP, Action.DROP, Action.DROP, leak_action, Action.REVIEW, Action.KEEP],
+                        default=Action.KEEP)
     # Each reason is written only for the rows it explains (the first condition that holds, as for the actions):
     # building every reason for every row would make millions of strings to throw away.
     explain: list[Callable[[np.ndarray], pd.Series]] = [
@@ -132,6 +145,7 @@ def decide(files: pd.DataFrame, relations: pd.DataFrame, flags: pd.DataFrame, de
             Col.REASON: pd.array(reasons, dtype="string"),
             Col.DUPLICATE_OF: duplicate_of,
             Col.LEAKS_INTO: leaks_into,
+            Col.CURATED_SPLIT: pd.array(curated.astype(str), dtype="string"),
         },
         index=files.index,
     )

@@ -47,7 +47,7 @@ def load_split(out: Path, split: str) -> pd.DataFrame:
 def _splits_match(out: Path, manifest: pd.DataFrame) -> ExpectationOutcome:
     """Each splits/<name>.parquet holds exactly the manifest's kept rows of that split (nothing edited since)."""
     differing = []
-    for split, rows in manifest.groupby(Col.SPLIT):
+    for split, rows in manifest.groupby(Col.CURATED_SPLIT):
         expected = sorted(rows.loc[rows[Col.ACTION] == Action.KEEP.value, Col.PATH])
         try:
             found = sorted(load_split(out, split)[Col.PATH])

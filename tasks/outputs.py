@@ -116,8 +116,11 @@ def summarize(
             "files": int(len(rows)),
             **{action.value: int((rows[Col.ACTION] == action.value).sum()) for action in Action},
         }
-        for split, rows in manifest[[Col.SPLIT, Col.ACTION]].groupby(Col.SPLIT, sort=False)
+        for split, rows in manifest[[Col.CURATED_SPLIT, Col.ACTION]].groupby(Col.CURATED_SPLIT, sort=False)
     }
+    moved = manifest[manifest[Col.SPLIT] != manifest[Col.CURATED_SPLIT]]
+    moves = {f"{given} -> {curated}": _count(int(count), total)
+             for (given, curated), count in moved.value_counts([Col.SPLIT, Col.CURATED_SPLIT], sort=False).items()}
     return {
         "files": total,
         "readable": readable,
@@ -142,6 +145,8 @@ def summarize(
             **pair_bands,
         },
         "splits": per_split,
+        "moved": {"note": "files written to another split than the one they came from (decisions.split_leak: "
+                  "reassign), in all and from which split to which", "all": _count(len(moved), total), **moves},
         "similarity": {"engine": similarity.engine, "skipped": similarity.skipped,
                        "not_analysed": len(similarity.unanalysed)},
         "gate": gate.to_json(),
@@ -234,8 +239,8 @@ def write_staged(
     (staging / SPLITS_DIR).mkdir()
     # Each cleaned split: the kept rows of the manifest's table, filtered in Arrow rather than converted again.
     kept = manifest[Col.ACTION] == Action.KEEP.value
-    for split in manifest[Col.SPLIT].unique():
-        rows = (kept & (manifest[Col.SPLIT] == split)).to_numpy(dtype=bool)
+    for split in manifest[Col.CURATED_SPLIT].unique():
+        rows = (kept & (manifest[Col.CURATED_SPLIT] == split)).to_numpy(dtype=bool)
         pq.write_table(table.filter(pa.array(rows)), staged.split(split))
     staged.quality.mkdir(exist_ok=True)
     (staged.quality / "expectations.json").write_text(json.dumps(gate.to_json(), indent=2, default=str))

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from tasks.report_pairs import Item, Row, keeper_regions, leak_items, overlap_items, region_svg
+from tasks.report_pairs import Item, Row, keeper_regions, leak_items, moved_items, overlap_items, region_svg
 from tasks.schema import Action, Band, Col, Issue, issue_flags
 
 THUMBS_DIR = "thumbs"
@@ -157,6 +157,7 @@ def build_galleries(manifest: pd.DataFrame, pairs: pd.DataFrame, limits: ReportL
     flags = issue_flags(manifest[Col.ISSUES])
     duplicates, duplicate_sets = _groups(manifest, Col.DUP_GROUP, everything, limit)
     leaks, leaking, no_action = leak_items(manifest, pairs, limit)
+    moved, moved_sets = moved_items(manifest, pairs, limit)
     return [
         Gallery("duplicates", "Duplicate sets", "Each set of copies of one picture (same bytes, or sharing at least "
                 "decisions.duplicate_share of each image's ground), the kept file first. On each copy that "
@@ -187,6 +188,9 @@ def build_galleries(manifest: pd.DataFrame, pairs: pd.DataFrame, limits: ReportL
                 f"{no_action:,}.", "pairs", "training files", leaks, leaking),
         Gallery("label-conflicts", "Label conflicts", "Duplicate sets whose members carry different labels.",
                 "groups", "sets", *_groups(manifest, Col.DUP_GROUP, flags[Issue.LABEL_CONFLICT.value], limit)),
+        Gallery("moved", "Moved between splits", "Each set of files that share ground and was written wholly to one "
+                "split (decisions.split_leak: reassign) with a file moved there from another split; largest first.",
+                "groups", "sets", moved, moved_sets),
     ]
 
 
@@ -222,7 +226,9 @@ def _card(row: Row, thumbs: _Thumbnails, region: np.ndarray | None = None, note:
         picture = '<div class="nothumb">no thumbnail</div>'
     relation = f'<div class="relation">{_e(note)}</div>' if note else ""
     facts = [
-        ("split", row[Col.SPLIT]), ("label", row[Col.LABEL] if pd.notna(row[Col.LABEL]) else UNLABELED),
+        ("split", row[Col.SPLIT]),
+        ("moved to", row[Col.CURATED_SPLIT] if row[Col.CURATED_SPLIT] != row[Col.SPLIT] else None),
+        ("label", row[Col.LABEL] if pd.notna(row[Col.LABEL]) else UNLABELED),
         ("nn similarity", _number(row[Col.NN_SIMILARITY])), ("match score", _number(row[Col.MATCH_SCORE])),
         ("transform", row[Col.MATCH_TRANSFORM]), ("sharpness", _number(row[Col.SHARPNESS], 2)),
         ("fine detail", _number(row[Col.FINE_DETAIL], 2)), ("brightness", _number(row[Col.BRIGHTNESS], 1)),
@@ -450,9 +456,11 @@ def _summary_html(summary: dict[str, Any]) -> str:
         + _count_table("Images by action", summary["actions"], "action")
         + _count_table("Distinct image pairs by similarity band", _counts(summary["pairs"]), "band")
         + _count_table("Distinct image pairs by relation", _counts(summary["relations"]), "relation")
-        + _count_table("Split leaks by action", _counts(summary["split_leaks"]), "action") + "</div>"
+        + _count_table("Split leaks by action", _counts(summary["split_leaks"]), "action")
+        + _count_table("Files moved between splits", _counts(summary["moved"]), "move") + "</div>"
         + "".join(f"<p>{_e(heading)}: {_e(summary[key]['note'])}.</p>" for heading, key in (
-            ("Pairs by similarity band", "pairs"), ("Pairs by relation", "relations"), ("Split leaks", "split_leaks")))
+            ("Pairs by similarity band", "pairs"), ("Pairs by relation", "relations"), ("Split leaks", "split_leaks"),
+            ("Files moved", "moved")))
         + "<h3>Quality gate</h3><table><thead><tr><th>expectation</th>"
         f"<th>meaning</th><th>result</th><th>observed</th></tr></thead><tbody>{gate_rows}</tbody></table></section>"
     )

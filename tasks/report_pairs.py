@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from tasks.geometry import shared_regions
 from tasks.schema import Action, Check, Col, PairCol, Relation
@@ -196,3 +198,28 @@ def leak_items(manifest: pd.DataFrame, pairs: pd.DataFrame, limit: int) -> tuple
         items.append(Item(rows=[row, evaluation],
                           caption=f"{done}{through} · no pair of these two in pairs.parquet, so nothing is drawn"))
     return items, len(leaking), no_action
+
+
+def moved_items(manifest: pd.DataFrame, pairs: pd.DataFrame, limit: int) -> tuple[list[Item], int]:
+    """The sets of files that share ground (connected by `pairs`) with a file moved to another split (its
+    `curated_split` is not its `split`), largest first, at most `limit`; and how many such sets there are."""
+    moved = manifest[Col.SPLIT] != manifest[Col.CURATED_SPLIT]
+    if not moved.any():
+        return [], 0
+    position = pd.Series(np.arange(len(manifest)), index=manifest[Col.PATH].to_numpy())
+    a = position.reindex(pairs[PairCol.PATH_A]).to_numpy()
+    b = position.reindex(pairs[PairCol.PATH_B]).to_numpy()
+    inside = ~(np.isnan(a) | np.isnan(b))
+    graph = coo_matrix((np.ones(int(inside.sum()), np.int8), (a[inside].astype(int), b[inside].astype(int))),
+                       shape=(len(manifest), len(manifest)))
+    sets = pd.Series(connected_components(graph, directed=False)[1], index=manifest.index)
+    chosen = sets[sets.isin(set(sets[moved.to_numpy()]))]
+    sizes = chosen.value_counts()
+    ordered = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    items = []
+    for number, size in ordered:
+        rows = manifest.loc[chosen.index[chosen.to_numpy() == number]].sort_values(Col.PATH).to_dict("records")
+        origins = pd.Series([row[Col.SPLIT] for row in rows]).value_counts()
+        items.append(Item(rows, caption=f"{size:,} files written to {rows[0][Col.CURATED_SPLIT]}, from "
+                                        + ", ".join(f"{split} ({count})" for split, count in origins.items())))
+    return items, len(sizes)

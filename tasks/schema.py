@@ -73,6 +73,7 @@ class Col:
     ROW = "row"  # position of the file in ingest order; stable within one run
     PATH = "path"
     SPLIT = "split"
+    CURATED_SPLIT = "curated_split"  # the split the file is written to (decisions.split_leak: reassign moves some)
     LABEL = "label"
     SHA256 = "sha256"
     BYTES = "bytes"
@@ -106,6 +107,7 @@ MANIFEST_SCHEMA = pa.schema(
     [
         pa.field(Col.PATH, pa.string(), nullable=False),
         pa.field(Col.SPLIT, pa.string(), nullable=False),
+        pa.field(Col.CURATED_SPLIT, pa.string(), nullable=False),
         pa.field(Col.LABEL, pa.string()),
         pa.field(Col.SHA256, pa.string()),
         pa.field(Col.BYTES, pa.int64()),

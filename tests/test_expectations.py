@@ -19,6 +19,8 @@ def manifest(rows: list[dict]) -> pd.DataFrame:
     defaults = {Col.LABEL: "x", Col.VALID: True, Col.DUP_GROUP: None, Col.ISSUES: [], Col.ACTION: "keep"}
     frame = pd.DataFrame([{**defaults, Col.PATH: f"/d/{i}.jpg", Col.SHA256: f"h{i}", **row}
                           for i, row in enumerate(rows)])
+    frame[Col.CURATED_SPLIT] = frame[Col.CURATED_SPLIT].fillna(frame[Col.SPLIT]) if Col.CURATED_SPLIT in frame \
+        else frame[Col.SPLIT]
     frame[Col.DUP_GROUP] = frame[Col.DUP_GROUP].astype("Int64")
     frame[Col.LABEL] = frame[Col.LABEL].astype("string")
     return frame

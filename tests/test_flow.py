@@ -220,3 +220,26 @@ def test_the_dataset_is_named_after_the_folder_holding_its_splits(folders, expec
     from tasks.config import CurateConfig
 
     assert dataset_name({name: Path(folder) for name, folder in folders.items()}, CurateConfig()) == expected
+
+
+def test_reassign_writes_each_set_of_shared_ground_to_one_split_and_the_gate_agrees(demo, tmp_path):
+    """The demo with decisions.split_leak=reassign: nothing dropped for a leak, no kept files of different curated
+    splits share ground unless both splits are training splits, and `flows.gate` passes on the output."""
+    from tasks.gate import check_output
+
+    root, truth = demo
+    out = tmp_path / "reassigned"
+    assert main([*split_args(root), "--out", str(out), "--set", "decisions.split_leak=reassign"]) == 0
+    manifest = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH, drop=False)
+    pairs = pd.read_parquet(out / "pairs.parquet")
+    assert manifest[Col.LEAKS_INTO].isna().all()
+    assert (manifest[Col.SPLIT] != manifest[Col.CURATED_SPLIT]).any(), "the demo's leaks move some files"
+    kept = manifest[Col.ACTION] == "keep"
+    split = manifest[Col.CURATED_SPLIT]
+    for a, b in zip(pairs["path_a"], pairs["path_b"]):
+        if kept[a] and kept[b] and split[a] != split[b]:
+            assert "val" not in (split[a], split[b]), (a, b)
+    for name in split[kept].unique():
+        written = pd.read_parquet(out / "splits" / f"{name}.parquet")[Col.PATH]
+        assert sorted(written) == sorted(manifest.index[kept & (split == name)])
+    assert check_output(out).success

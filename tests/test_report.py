@@ -347,3 +347,27 @@ def test_thumbnails_made_in_parallel_are_those_made_one_by_one(tmp_path, texture
     files = sorted(p.name for p in one_by_one.folder.iterdir())
     assert files == sorted(p.name for p in ahead.folder.iterdir()) and len(files) == 2
     assert all((one_by_one.folder / f).read_bytes() == (ahead.folder / f).read_bytes() for f in files)
+
+
+def test_files_moved_between_splits_are_shown_with_their_set_and_counted(tmp_path, texture):
+    """With reassign, a val tile overlapping two train tiles goes to train: the moved-sets gallery shows the three
+    together and says where they were written; the summary table counts the move."""
+    from tasks.config import apply_overrides, parse_config
+
+    names = [("train", "a.jpg"), ("train", "b.jpg"), ("val", "c.jpg")]
+    records = [{Col.PATH: str(texture(tmp_path / split / "x" / name, seed=i)), Col.SPLIT: split, Col.LABEL: "x"}
+               for i, (split, name) in enumerate(names)]
+    records += [{Col.PATH: str(texture(tmp_path / "val" / "x" / f"n{i}.jpg", seed=10 + i)), Col.SPLIT: "val",
+                 Col.LABEL: "x"} for i in range(3)]
+    files = make_files(records)
+    config = parse_config(apply_overrides({}, ["decisions.split_leak=reassign"]))
+    similarity = make_similarity([])
+    manifest, pairs = classify_with_pairs(files, similarity, make_matches([(0, 1, OVERLAP), (1, 2, OVERLAP)]), config)
+    summary = summarize(manifest, pairs, similarity, BANDS, [], GateResult(success=True, outcomes=[], raw={}))
+    page = write_report(tmp_path / "report", manifest, pairs, summary, np.empty(0), BANDS, "t").read_text()
+
+    moved = section(page, "moved")
+    assert "3 files written to train, from train (2), val (1)" in moved
+    assert all(name in moved for _, name in names) and "moved to" in moved
+    assert "val -&gt; train" in section(page, "summary")
+    assert summary["moved"]["all"]["count"] == 1
