@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test chromium bench-quality bench-robustness bench-tiling bench-scale bench-scale-rows clean
+.PHONY: demo test chromium bench-quality bench-robustness bench-tiling bench-splits bench-scale bench-scale-rows clean
 
 # The venv is rebuilt when a requirements file changes. requirements.lock pins every transitive package.
 $(STAMP): requirements.txt requirements-dev.txt requirements.lock
@@ -40,6 +40,11 @@ bench-robustness: $(STAMP)
 # Tiled scenes cut from RSSCN7 at 25 % and 50 % overlap, in one split and with some tiles in val (4 runs, ~2 min).
 bench-tiling: $(STAMP)
 	$(PY) -m bench.tiling
+
+# Leak-free splits (decisions.split_leak=reassign) on the quality dataset and on tiles spread over splits; export speed.
+bench-splits: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt -c requirements.lock
+	$(PY) -m bench.splits
 
 # Issue 4's speed and memory figures on generated tiles (about an hour on 2 cores: 100,000 images are curated).
 bench-scale: $(STAMP)

@@ -68,9 +68,10 @@ def machine() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
-def run_curate(dataset: Path, out: Path, splits: Sequence[str] = SPLITS
+def run_curate(dataset: Path, out: Path, splits: Sequence[str] = SPLITS, settings: Sequence[str] = ()
                ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, dict]:
-    """Run ``python -m flows.curate`` on the split folders ``splits`` of ``dataset``, into an emptied ``out``;
+    """Run ``python -m flows.curate`` on the split folders ``splits`` of ``dataset``, into an emptied ``out``, with
+    ``settings`` (``KEY=VALUE``) as ``--set`` overrides;
     return its manifest and its related pairs (both None if skipped, or if either file is missing) and run facts.
     Paths (and the manifest's ``leaks_into`` and ``duplicate_of``) are made real, as in the truth."""
     if importlib.util.find_spec("flows.curate") is None:
@@ -79,7 +80,7 @@ def run_curate(dataset: Path, out: Path, splits: Sequence[str] = SPLITS
     # The content cache is off: a benchmark times a first run, not a re-run served from an earlier one.
     command = [sys.executable, "-m", "flows.curate",
                *(arg for split in splits for arg in ("--split", f"{split}={dataset / split}")), "--out", str(out),
-               "--set", "cache_dir=null"]
+               "--set", "cache_dir=null", *(arg for setting in settings for arg in ("--set", setting))]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     facts: dict = {"command": shlex.join(command), "seconds": round(time.perf_counter() - start, 1),

@@ -38,6 +38,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -193,18 +194,20 @@ def tile_name(scene: str, row: int, col: int, neutral: bool = False) -> str:
     return f"tile_{hashlib.sha1(name.encode()).hexdigest()[:10]}.jpg" if neutral else f"{name}.jpg"
 
 
-def build_tiled_dataset(rsscn7: Path, scenes: list[str], tiling: Tiling, val_tiles: dict[str, list[tuple[int, int]]],
+def build_tiled_dataset(rsscn7: Path, scenes: list[str], tiling: Tiling,
+                        val_tiles: dict[str, list[tuple[int, int]]] | Callable[[str, int, int], str],
                         root: Path, neutral_names: bool = False) -> pd.DataFrame:
     """Write every scene's tiles under ``root/<split>/<class>/`` (anything there before is removed); return one row
-    per tile: path (real), relpath, split, label, scene, row, col, x0, y0, x1, y1."""
+    per tile: path (real), relpath, split, label, scene, row, col, x0, y0, x1, y1. ``val_tiles`` names each scene's
+    tiles in val (the others go to train), or gives each tile's split (scene, row, col -> split)."""
     shutil.rmtree(root, ignore_errors=True)
     rows = []
     for scene in scenes:
         label = scene.split("/")[0]
         image = Image.open(rsscn7 / scene).convert("RGB")
-        in_val = set(val_tiles.get(scene, []))
+        in_val = set(val_tiles.get(scene, [])) if isinstance(val_tiles, dict) else set()
         for (r, c), box in tiling.boxes(*image.size).items():
-            split = "val" if (r, c) in in_val else "train"
+            split = val_tiles(scene, r, c) if callable(val_tiles) else "val" if (r, c) in in_val else "train"
             dest = root / split / label / tile_name(scene, r, c, neutral_names)
             dest.parent.mkdir(parents=True, exist_ok=True)
             image.crop(box).save(dest, format="JPEG", quality=SAVE_QUALITY)
