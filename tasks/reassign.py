@@ -42,41 +42,33 @@ def ground_sets(rows: np.ndarray, relations: pd.DataFrame) -> np.ndarray:
 
 
 class _Balance:
-    """The curated splits' labeled files counted by class, and how far they stray from the input's."""
+    """The curated splits' labeled files counted by class (a split x class array), and how far they stray from the
+    input's counts."""
 
     def __init__(self, given: pd.Series, curated: pd.Series, labels: pd.Series, splits: Iterable[str]) -> None:
-        self.target = pd.crosstab(given, labels).reindex(index=list(splits), fill_value=0).astype(float)
-        self.counts = pd.crosstab(curated, labels).reindex(index=self.target.index, columns=self.target.columns,
-                                                           fill_value=0).astype(float)
+        target = pd.crosstab(given, labels).reindex(index=list(splits), fill_value=0)
+        self.splits, self.classes = list(target.index), list(target.columns)
+        self.target = target.to_numpy(float)
+        self.counts = pd.crosstab(curated, labels).reindex(index=self.splits, columns=self.classes,
+                                                           fill_value=0).to_numpy(float, copy=True)
+        self.wanted = np.maximum(self.target.sum(axis=1), 1.0)
 
-    def by_class(self, labels: pd.Series) -> pd.Series:
-        """Counts of `labels` in the table's class order."""
-        return labels.value_counts().reindex(self.target.columns, fill_value=0).astype(float)
+    def stray(self, counts: np.ndarray, split: np.ndarray) -> np.ndarray:
+        """How far beyond the tolerances splits with these class `counts` (rows) lie, for the split each row is
+        (indices): their size, and each class's count, off the input's by more than the tolerance, as shares of the
+        input's size. (Counts, not shares: a split being filled again from nothing gets closer with each set it
+        receives, where its class shares would swing.) A class the split held and holds no more weighs most:
+        evaluating without it is not evaluating it."""
+        target, wanted = self.target[split], self.wanted[split]
+        size = np.maximum(0.0, np.abs(counts.sum(axis=1) - target.sum(axis=1)) / wanted - SIZE_TOLERANCE)
+        classes = np.maximum(0.0, np.abs(counts - target) / wanted[:, None] - CLASS_TOLERANCE).sum(axis=1)
+        return size + classes + ((target > 0) & (counts == 0)).sum(axis=1)
 
-    def stray(self, split: str) -> float:
-        """How far beyond the tolerances the split lies: its size, and each class's count, off the input's by more
-        than the tolerance, as shares of the input's size. (Counts, not shares: a split being filled again from
-        nothing gets closer with each set it receives, where its class shares would swing.)"""
-        now, then = self.counts.loc[split], self.target.loc[split]
-        wanted = then.sum()
-        if wanted == 0:
-            return 0.0
-        size = max(0.0, abs(now.sum() - wanted) / wanted - SIZE_TOLERANCE)
-        classes = float(np.maximum(0.0, np.abs(now - then) / wanted - CLASS_TOLERANCE).sum())
-        # A class the split held and holds no more weighs most: evaluating without it is not evaluating it.
-        return size + classes + float(((then > 0) & (now == 0)).sum())
-
-    def move(self, label_counts: pd.Series, source: str, target: str) -> None:
-        self.counts.loc[source] -= label_counts
-        self.counts.loc[target] += label_counts
-
-    def gain(self, label_counts: pd.Series, source: str, target: str) -> float:
-        """How much closer to the tolerances moving files of these class counts from `source` to `target` brings
-        the two splits (positive: closer)."""
-        before = self.stray(source) + self.stray(target)
-        self.move(label_counts, source, target)
-        after = self.stray(source) + self.stray(target)
-        self.move(label_counts, target, source)
+    def gains(self, moved: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """How much closer to the tolerances each move (class counts `moved`, rows, from split `source` to split
+        `target`) brings its two splits (positive: closer)."""
+        before = self.stray(self.counts[source], source) + self.stray(self.counts[target], target)
+        after = self.stray(self.counts[source] - moved, source) + self.stray(self.counts[target] + moved, target)
         return before - after
 
 
@@ -139,22 +131,25 @@ def _balance(files: pd.DataFrame, labeled: pd.DataFrame, curated: pd.Series, cho
     labeled_rows = files[Col.LABEL].notna().to_numpy() & counted
     balance = _Balance(files.loc[labeled_rows, Col.SPLIT], curated[labeled_rows], files.loc[labeled_rows, Col.LABEL],
                        labeled_splits)
-    movable = {number: choices[number] for number in choices if len(choices[number]) > 1}
-    label_counts = {number: balance.by_class(part[Col.LABEL]) for number, part in labeled.groupby("set")
-                    if number in movable}
-    members = {number: part.index for number, part in labeled.groupby("set") if number in movable}
+    index = {split: position for position, split in enumerate(balance.splits)}
+    sets = {number: part for number, part in labeled.groupby("set") if len(choices.get(number, [])) > 1}
+    # Every move a set may make: (set, target split) with the set's class counts and size.
+    options = [(number, index[target]) for number, part in sets.items() for target in choices[number]]
+    if not options:
+        return
+    number_of, target_of = (np.array(column) for column in zip(*options))
+    per_set = pd.crosstab(labeled["set"], labeled[Col.LABEL]).reindex(columns=balance.classes, fill_value=0)
+    moved = per_set.loc[number_of].to_numpy(float)
+    source = np.array([index[curated[sets[number].index[0]]] for number in number_of])  # where each set is now
+    size = moved.sum(axis=1)
     for _ in range(MAX_BALANCING_MOVES):
-        best = None
-        for number, options in movable.items():
-            source = curated[members[number][0]]
-            for target in options:
-                if target == source:
-                    continue
-                gain = balance.gain(label_counts[number], source, target)
-                if gain > 1e-9 and (best is None or (gain, -len(members[number])) > best[0]):
-                    best = ((gain, -len(members[number])), number, source, target)
-        if best is None:
+        gains = np.where(source != target_of, balance.gains(moved, source, target_of), 0.0)
+        # The best gain; of equal gains, the move of fewer files.
+        best = int(np.lexsort((size, -np.round(gains, 9)))[0])
+        if gains[best] <= 1e-9:
             return
-        _, number, source, target = best
-        balance.move(label_counts[number], source, target)
-        curated[members[number]] = target
+        number, target = number_of[best], target_of[best]
+        balance.counts[source[best]] -= moved[best]
+        balance.counts[target] += moved[best]
+        source[number_of == number] = target
+        curated[sets[number].index] = balance.splits[target]
