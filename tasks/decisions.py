@@ -92,8 +92,9 @@ def _issue_text(flags: pd.DataFrame, chosen: frozenset[Issue]) -> pd.Series:
 
 def decide(files: pd.DataFrame, relations: pd.DataFrame, flags: pd.DataFrame, decisions: DecisionsConfig,
            overrides: Mapping[str, Action] | None = None) -> pd.DataFrame:
-    """Action, reason, duplicate_of and leaks_into for every row (`files` indexed by row, with `dup_group`):
-    corrupt > copy of a kept duplicate > dropped issue > split leak > reviewed issue > keep. A reviewer's
+    """Action, reason, duplicate_of, leaks_into and curated_split for every row (`files` indexed by row, with
+    `dup_group`): corrupt > copy of a kept duplicate > dropped issue > split leak > reviewed issue > keep. Under
+    `decisions.split_leak: reassign`, the curated splits come from `tasks.reassign` first. A reviewer's
     `overrides` (path -> keep or drop) decide which evaluation files hold their ground (`leak_targets`); they are
     applied to the rows themselves afterwards (`tasks.overrides.apply_overrides`)."""
     keepers = choose_keepers(files, flags, decisions)
