@@ -9,7 +9,6 @@ shows too (`shares`).
 
 import math
 
-import cv2
 import numpy as np
 
 # A rotation within this many degrees of a multiple of 90 is reported as that multiple.
@@ -45,6 +44,17 @@ def _area(polygon: np.ndarray) -> float:
     return 0.5 * float(x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] - y[-1] * x[0])
 
 
+def inverse(matrix: np.ndarray) -> np.ndarray:
+    """The inverse of a 3 x 3 map, written out (the adjugate over the determinant): numpy's calls into OpenBLAS,
+    which took milliseconds a call beside busy threads, and OpenCV's would load OpenCV into every process that only
+    reads maps (the gate, the report)."""
+    (a, b, c), (d, e, f), (g, h, i) = np.asarray(matrix, float)
+    adjugate = np.array([[e * i - f * h, c * h - b * i, b * f - c * e],
+                         [f * g - d * i, a * i - c * g, c * d - a * f],
+                         [d * h - e * g, b * g - a * h, a * e - b * d]])
+    return adjugate / (a * adjugate[0, 0] + b * adjugate[1, 0] + c * adjugate[2, 0])
+
+
 def _clipped(polygon: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The part of a convex polygon inside the unit square (Sutherland-Hodgman, in float64: OpenCV's convex
     intersection loses whole slivers at this scale, its tolerances being absolute). Plain floats: a call costs a
@@ -76,8 +86,7 @@ def shared_regions(a_to_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                          float).reshape(-1, 2)
     if abs(_area(polygon_b)) <= 0:
         return nothing, nothing
-    # OpenCV's inverse: numpy's calls into OpenBLAS, which took milliseconds a call beside busy threads.
-    return project(polygon_b, cv2.invert(matrix)[1]), polygon_b
+    return project(polygon_b, inverse(matrix)), polygon_b
 
 
 def shares(a_to_b: np.ndarray) -> tuple[float, float]:

@@ -78,3 +78,12 @@ def test_an_interrupted_publication_is_not_trusted(curated, tmp_path):
     (copy / ".publishing").write_text(".staging-killed")  # as a run killed while publishing leaves it
     result = run_gate(copy)
     assert result.returncode == 2 and "killed while publishing" in result.stderr
+
+
+def test_the_re_check_loads_neither_opencv_nor_fastdup():
+    """`flows.gate` runs right before training, often in the training job's own environment: it reads Parquet and
+    runs the expectations, and loads no image library's thread pools (a process that had loaded OpenCV once ended
+    in `terminate called without an active exception` as it exited)."""
+    code = "import sys, flows.gate, flows.export; print(sorted({'cv2', 'fastdup', 'numba'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
