@@ -75,6 +75,23 @@ def _clipped(polygon: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return polygon
 
 
+def stacked(maps) -> np.ndarray:
+    """Maps as stored (9 numbers each, in a column of pairs) as an array of 3 x 3 matrices (N x 3 x 3)."""
+    return np.array([np.asarray(m, np.float64).reshape(3, 3) for m in maps]).reshape(-1, 3, 3)
+
+
+def square_boxes(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bounding box (lowest and highest corner, N x 2 each) of the unit square under each of `maps`
+    (N x 3 x 3); NaN where part of the square maps beyond the horizon, which no box bounds."""
+    corners = np.einsum("nij,cj->nci", maps, np.column_stack([UNIT_SQUARE, np.ones(4)]))
+    beyond = (corners[..., 2] <= 0).any(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mapped = corners[..., :2] / corners[..., 2:]
+    low, high = mapped.min(axis=1), mapped.max(axis=1)
+    low[beyond], high[beyond] = np.nan, np.nan
+    return low, high
+
+
 def shared_regions(a_to_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The region of a (in a's unit square) and of b (in b's) that show the ground both show: convex polygons
     (N x 2 each), empty (0 x 2) when the map leaves them nothing in common or folds a's square over the horizon."""

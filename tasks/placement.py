@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
-from tasks.geometry import UNIT_SQUARE, shares
+from tasks.geometry import shares, square_boxes, stacked
 from tasks.schema import PairCol
 
 
@@ -47,15 +47,11 @@ def predicted_overlaps(verified: pd.DataFrame, min_share: float) -> pd.DataFrame
         return none
     rows, ends = np.unique(np.concatenate([verified[PairCol.ROW_A], verified[PairCol.ROW_B]]), return_inverse=True)
     a, b = ends[: len(verified)], ends[len(verified):]
-    maps = np.stack([np.asarray(m, np.float64).reshape(3, 3) for m in verified[PairCol.A_TO_B]])
+    maps = stacked(verified[PairCol.A_TO_B])
     component, from_root = _placements(rows, a, b, maps)
     # Each file's square in its component's frame, as a bounding box: pairs whose boxes meet are measured exactly.
     to_root = np.linalg.inv(from_root)
-    corners = np.einsum("nij,cj->nci", to_root, np.column_stack([UNIT_SQUARE, np.ones(4)]))
-    if (corners[..., 2] <= 0).any():
-        corners[..., 2] = np.where(corners[..., 2] <= 0, np.nan, corners[..., 2])  # beyond the horizon: no box
-    square = corners[..., :2] / corners[..., 2:]
-    low, high = np.nanmin(square, axis=1), np.nanmax(square, axis=1)
+    low, high = square_boxes(to_root)
     side = float(np.nanmedian(high - low)) or 1.0
     # Grid cells of the typical side: two files can meet only if they share a cell.
     first, last = np.floor(low / side), np.floor(high / side)

@@ -17,7 +17,7 @@ maps of two verified relations through the tile beside both place that corner ex
 import numpy as np
 import pandas as pd
 
-from tasks.geometry import IDENTITY, UNIT_SQUARE, describe, shares
+from tasks.geometry import IDENTITY, describe, shares, square_boxes, stacked
 from tasks.schema import Check, Col, PairCol, Relation
 from tasks.verify import A_TO_B, EVIDENCE, MATCH_SCORE, SHARE_A, SHARE_B, TRANSFORM
 
@@ -55,8 +55,7 @@ def composed_relations(files: pd.DataFrame, verified: pd.DataFrame, related: pd.
     bytes are left out; of several paths between two files, the one through the first file by path is taken. Its
     score is the weaker of the two relations' scores. One step only: no chains of compositions."""
     count = len(verified)
-    maps = np.stack([np.asarray(m, np.float64).reshape(3, 3) for m in verified[PairCol.A_TO_B]]) if count else (
-        np.empty((0, 3, 3)))
+    maps = stacked(verified[PairCol.A_TO_B])
     maps = np.concatenate([maps, np.linalg.inv(maps)]) if count else maps  # edge e + count runs e backwards
     ends = verified[PairCol.ROW_A].to_numpy(np.int64), verified[PairCol.ROW_B].to_numpy(np.int64)
     edges = pd.DataFrame({"middle": np.concatenate(ends), "end": np.concatenate(ends[::-1]),
@@ -77,11 +76,8 @@ def composed_relations(files: pd.DataFrame, verified: pd.DataFrame, related: pd.
     composed = maps[paths["to_b"].to_numpy()] @ maps[backwards]
     # Most paths lead nowhere near (two steps the same way along a row of tiles): the bounding box of a's square
     # mapped into b settles them before the exact clipping.
-    corners = np.einsum("pij,cj->pci", composed, np.column_stack([UNIT_SQUARE, np.ones(4)]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mapped = corners[..., :2] / corners[..., 2:]
-    near = ((corners[..., 2] > 0).all(axis=1) & (mapped.min(axis=1) < 1.0).all(axis=1)
-            & (mapped.max(axis=1) > 0.0).all(axis=1))
+    low, high = square_boxes(composed)
+    near = (low < 1.0).all(axis=1) & (high > 0.0).all(axis=1)  # NaN (beyond the horizon) compares false
     paths, composed = paths[near], composed[near]
     measured = np.array([shares(m) for m in composed]).reshape(-1, 2)
     keep = measured.max(axis=1, initial=0.0) >= MIN_COMPOSED_SHARE if len(measured) else np.zeros(0, bool)

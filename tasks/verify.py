@@ -453,10 +453,16 @@ def _area_scale(matrix: np.ndarray) -> float:
     return abs(float(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0]))
 
 
-def _unit_map(fit: _Fit, a: ImageFeatures, b: ImageFeatures) -> np.ndarray:
-    """The fit as a map from a's unit square to b's (a mirrored fit maps from a's mirror image: flipped first)."""
+def _working_map(fit: _Fit, a: ImageFeatures) -> np.ndarray:
+    """The fit as a 3 x 3 map from a's working frame to b's: a mirrored fit maps from a's mirror image, so a is
+    flipped first (as mirrored keypoints are placed, x -> width - 1 - x)."""
     flip = np.array([[-1.0, 0.0, a.width - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if fit.mirrored else np.eye(3)
-    return to_unit_map(np.vstack([fit.matrix, [0.0, 0.0, 1.0]]) @ flip, (a.width, a.height), (b.width, b.height))
+    return np.vstack([fit.matrix, [0.0, 0.0, 1.0]]) @ flip
+
+
+def _unit_map(fit: _Fit, a: ImageFeatures, b: ImageFeatures) -> np.ndarray:
+    """The fit as a map from a's unit square to b's."""
+    return to_unit_map(_working_map(fit, a), (a.width, a.height), (b.width, b.height))
 
 
 def _alignments(
@@ -466,10 +472,9 @@ def _alignments(
     working frame: the fit itself, then a plausible affine fit and homography of its matches. Lazy: a later map is
     fitted only if the earlier ones did not confirm."""
     a_scale, b_scale = a.thumbnail.shape[1] / a.width, b.thumbnail.shape[1] / b.width
-    flip = np.array([[-1.0, 0.0, a.width - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if fit.mirrored else np.eye(3)
     to_thumbnail_b = np.diag([b_scale, b_scale, 1.0])
     from_thumbnail_a = np.diag([1 / a_scale, 1 / a_scale, 1.0])
-    similarity = to_thumbnail_b @ np.vstack([fit.matrix, [0.0, 0.0, 1.0]]) @ flip @ from_thumbnail_a
+    similarity = to_thumbnail_b @ _working_map(fit, a) @ from_thumbnail_a
     yield similarity, fit.matched_b[fit.inlier_mask]
     thumbnail_a, thumbnail_b = fit.matched_a * a_scale, fit.matched_b * b_scale
     tolerance = settings.ransac_threshold * b_scale
