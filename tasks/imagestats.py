@@ -20,22 +20,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from tasks.images import eight_bit
 from tasks.schema import Col
 
 # Images are measured at most this large: blur is judged at a comparable scale for every image, and the cost
 # per image stays small for large satellite scenes.
 MAX_SIDE = 512
-
-
-def eight_bit(image: Image.Image) -> Image.Image:
-    """`image` with 8-bit grey levels when it has 16-bit ones (modes I;16, I;16B, ...), else `image` itself.
-
-    Pillow's convert() clips 16-bit levels at 255 instead of scaling them, so every 16-bit image would look
-    white: measures and signatures must see 0..65535 scaled to 0..255."""
-    if not image.mode.startswith("I;16"):
-        return image
-    levels = np.asarray(image).astype(np.float32) / 257.0
-    return Image.fromarray(levels.round().astype(np.uint8))
 
 
 def measure(image: Image.Image) -> dict[str, float]:

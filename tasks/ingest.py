@@ -4,7 +4,6 @@ A file that cannot be read is data, not an exception: it becomes a row with `val
 """
 
 import hashlib
-import io
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -14,11 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 import PIL
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from tasks.cache import ResultCache, settings_digest
-from tasks.chunks import ChunkMap, balanced_size, chunked, run_here
+from tasks.chunks import ChunkMap, balanced_size, chunked, run_here, threads_per_chunk
 from tasks.errors import DatasetError
+from tasks.images import image_suffixes, opened, unreadable_reason
 from tasks.imagestats import PART_SIGNATURES, SIGNATURE, STRUCTURE, colour_signatures, measure, structure_signature
 from tasks.memory import release_free_memory
 from tasks.progress import progress
@@ -40,14 +40,15 @@ class Inventory:
     ignored: list[Path]  # files whose suffix is not an image suffix: counted in the summary, not curated
 
 
-def find_files(splits: Mapping[str, Path], extensions: Iterable[str]) -> Inventory:
-    """Walk each split folder in path order. Files in subfolders take the first subfolder's name as label.
+def find_files(splits: Mapping[str, Path], extensions: Iterable[str] | None = None) -> Inventory:
+    """Walk each split folder in path order for files with one of `extensions` (default: every raster format
+    Pillow opens, `image_suffixes`). Files in subfolders take the first subfolder's name as label.
     Raises `DatasetError` when a split folder is missing or no image file is found at all.
 
     Symbolic links to folders are not followed (a link loop must not hang the walk); hidden files and folders
     (names starting with '.') are skipped, as tools and operating systems keep their own files there.
     """
-    suffixes = {suffix.lower() for suffix in extensions}
+    suffixes = {suffix.lower() for suffix in (image_suffixes() if extensions is None else extensions)}
     images: list[FoundFile] = []
     ignored: list[Path] = []
     for split, folder in splits.items():
@@ -84,21 +85,13 @@ _FILE_KINDS = {"p": "a FIFO", "s": "a socket", "c": "a character device", "b": "
 
 def _decode(data: bytes) -> dict[str, object]:
     """Fully decode image bytes once and measure them; raises when they are not one complete, intact image."""
-    with Image.open(io.BytesIO(data)) as image:  # reads the header only
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit and image.width * image.height > limit:
-            # Pillow itself refuses only twice its limit and merely warns below that; a warning filter cannot turn
-            # the warning into an error here, as filters are process-wide and ingest decodes in threads.
-            raise Image.DecompressionBombError(
-                f"Image size ({image.width * image.height} pixels) exceeds limit of {limit} pixels, could be a "
-                "decompression bomb"
-            )
+    with opened(data) as image:
         image.load()  # a full decode: a truncated file fails here, not at open()
         decoded: dict[str, object] = {Col.WIDTH: image.width, Col.HEIGHT: image.height, Col.FORMAT: image.format}
         decoded.update(measure(image))
         decoded[SIGNATURE], decoded[PART_SIGNATURES] = colour_signatures(image)
         decoded[STRUCTURE] = structure_signature(image)
-    with Image.open(io.BytesIO(data)) as image:
+    with opened(data) as image:
         # Pillow decodes a PNG whose data chunks fail their CRC, but libpng (OpenCV, fastdup) refuses it; verify()
         # checks every chunk, so a damaged file is corrupt for every reader rather than only for some.
         image.verify()
@@ -143,14 +136,8 @@ def inspect_file(path: Path) -> dict[str, object]:
         return record
     try:
         decoded = _decode(data)
-    except UnidentifiedImageError:
-        record[Col.ERROR] = "not an image in a format Pillow can read"
-        return record
-    except Image.DecompressionBombError as error:
-        record[Col.ERROR] = f"too many pixels to decode safely: {error}"
-        return record
     except Exception as error:  # noqa: BLE001 - any decoder failure means the file is unreadable
-        record[Col.ERROR] = f"cannot decode image: {error}"
+        record[Col.ERROR] = unreadable_reason(error)
         return record
     record.update(decoded)
     record[Col.VALID] = True
@@ -171,7 +158,7 @@ def _each_file(
     function: Callable[[Path], dict[str, object]], paths: Sequence[Path], stage: str, threads: int | None
 ) -> list:
     # Hashing and decoding release the GIL in C, so threads overlap I/O and decoding.
-    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=threads or threads_per_chunk(1)) as pool:
         return list(progress(pool.map(function, paths), stage, len(paths), "file"))
 
 
@@ -206,10 +193,9 @@ def ingest(
 
     Every file is hashed; only files whose contents are not in the cache (`cache_dir`) are decoded. Both steps
     run in chunks of at most `chunk_size` files on `run_chunks`, which runs `concurrent_chunks` of them at once;
-    they share the cores' threads (each at least one): threads beyond the cores only contend for the GIL (10,500
-    generated tiles, two chunks at once: 40 s with two threads in each, 25 s with one)."""
+    they share the cores (`threads_per_chunk`)."""
     paths = [found.path for found in inventory.images]
-    threads = max(1, (os.cpu_count() or 1) // concurrent_chunks)
+    threads = threads_per_chunk(concurrent_chunks)
 
     def in_chunks(stage: str, work: Callable[..., list], items: list[Path]) -> list[list[dict[str, object]]]:
         size = balanced_size(len(items), chunk_size, concurrent_chunks)

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
+from tasks.images import load_reduced
 from tasks.report_pairs import Item, Row, keeper_regions, leak_items, moved_items, overlap_items, region_svg
 from tasks.schema import Action, Band, Col, Issue, issue_flags
 
@@ -93,13 +93,11 @@ class _Thumbnails:
     def _make(self, path: str) -> str | None:
         # Named by a hash, never by the original name: names may hold characters unsafe in a URL or on disk.
         name = hashlib.sha256(path.encode("utf-8", "backslashreplace")).hexdigest()[:24] + ".jpg"
-        try:
-            with Image.open(path) as image:
-                image.draft("RGB", (THUMB_SIZE * 2, THUMB_SIZE * 2))  # JPEG decodes at reduced scale: much faster
-                image.thumbnail((THUMB_SIZE, THUMB_SIZE))
-                image.convert("RGB").save(self.folder / name, "JPEG", quality=80)
-        except (OSError, ValueError, Image.DecompressionBombError):
+        image = load_reduced(path, "RGB", THUMB_SIZE * 2)
+        if image is None:
             return None  # the file is missing, changed or vanished since ingest: the card says so
+        image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        image.save(self.folder / name, "JPEG", quality=80)
         return f"{THUMBS_DIR}/{name}"
 
 

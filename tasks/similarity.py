@@ -27,6 +27,7 @@ import pandas as pd
 from tasks.cache import EmbeddingCache, LastSearch, settings_digest
 from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.config import SimilarityConfig
+from tasks.images import load_reduced
 from tasks.memory import release_free_memory
 from tasks.progress import follow_percentages
 from tasks.schema import Col
@@ -34,6 +35,12 @@ from tasks.schema import Col
 PAIR_A, PAIR_B, SIMILARITY, RANK = "row_a", "row_b", "similarity", "rank"
 # Part of the last search's key: change it whenever a change of code changes the neighbours found.
 SEARCH_VERSION = "exact cosine 1"
+# The suffixes fastdup reads itself (measured on fastdup 2.54: it skips others, .gif, .tga and .dib among them, even
+# where OpenCV could decode the file). Images of other formats are given to it as a PNG decoded by Pillow, at most
+# this many pixels on a side (its model sees 224).
+FASTDUP_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".tif", ".tiff", ".webp",
+                              ".jp2", ".ppm", ".pgm", ".pnm"})
+_STAGED_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -107,9 +114,8 @@ class FastdupEngine:
         # them (or relative to the cwd), and an index name survives any character in the original path.
         staged = []
         for position, image in enumerate(images):
-            link = staging / f"{position:09d}{image.suffix.lower()}"
-            link.symlink_to(image)
-            staged.append(str(link))
+            if (staged_path := _stage(image, staging / f"{position:09d}")) is not None:
+                staged.append(str(staged_path))
         log, results = work_dir / "fastdup.log", work_dir / "fastdup"
         with _output_to(log) as terminal, follow_percentages(log, "embedding", terminal):
             dataset = fastdup.create(work_dir=str(results), input_dir=staged)
@@ -135,6 +141,21 @@ class FastdupEngine:
         for position in set(range(len(images))) - embedded - set(failed):
             failed[position] = "not read by fastdup"
         return Embedded(positions=_positions(pd.Series(names)), vectors=np.asarray(vectors, np.float32), failed=failed)
+
+
+def _stage(image: Path, stem: Path) -> Path | None:
+    """Give fastdup `image` at `stem` plus a suffix: a link to it when fastdup reads its format, else a PNG of its
+    pixels decoded by Pillow (None when that fails: the file is reported as not read)."""
+    suffix = image.suffix.lower()
+    if suffix in FASTDUP_SUFFIXES:
+        stem.with_suffix(suffix).symlink_to(image)
+        return stem.with_suffix(suffix)
+    decoded = load_reduced(image, "RGB", _STAGED_SIDE)
+    if decoded is None:
+        return None
+    decoded.thumbnail((_STAGED_SIDE, _STAGED_SIDE))
+    decoded.save(stem.with_suffix(".png"))
+    return stem.with_suffix(".png")
 
 
 def top_k_similar(
@@ -345,8 +366,8 @@ def reusing_search(cache_dir: Path, keys: Sequence[str], version: str) -> Search
     cache's version, an engine and its settings)."""
 
     def search(kind: str, inputs: Inputs, k: int, **options) -> tuple[np.ndarray, np.ndarray]:
-        settings = settings_digest(f"{version} {SEARCH_VERSION} k={k} {sorted(options.items())}")
-        return top_k_reusing(LastSearch(Path(cache_dir) / f"{kind}-{settings}.npz"), keys, inputs, k, **options)
+        digest = settings_digest(f"{version} {SEARCH_VERSION} k={k} {sorted(options.items())}")
+        return top_k_reusing(LastSearch(Path(cache_dir) / f"{kind}-{digest}.npz"), keys, inputs, k, **options)
 
     return search
 
@@ -503,7 +524,7 @@ def embed_in_chunks(
 
 def compute_similarity(
     files: pd.DataFrame,
-    settings: SimilarityConfig,
+    config: SimilarityConfig,
     work_dir: Path,
     engine: SimilarityEngine | None = None,
     cache_dir: Path | None = None,
@@ -516,10 +537,10 @@ def compute_similarity(
     engine = engine or FastdupEngine()
     label = f"{engine.name} {engine.version()}"
     readable = files[files[Col.VALID]]
-    if len(readable) < settings.min_images:
+    if len(readable) < config.min_images:
         return Similarity(
             pairs=empty_pairs(), engine=label, unanalysed={}, embedded=0,
-            skipped=f"{len(readable)} readable images; {engine.name} needs at least {settings.min_images}",
+            skipped=f"{len(readable)} readable images; {engine.name} needs at least {config.min_images}",
         )
     rows = readable[Col.ROW].to_numpy(dtype=np.int64)
     paths = [Path(path) for path in readable[Col.PATH]]
@@ -542,13 +563,13 @@ def compute_similarity(
         del embedded
     present = np.array(sorted(vectors), dtype=np.int64)
     unanalysed = {int(rows[position]): reason for position, reason in failed.items()}
-    if len(present) < settings.min_images:
+    if len(present) < config.min_images:
         return Similarity(
             pairs=empty_pairs(), engine=label, unanalysed=unanalysed, embedded=len(missing),
-            skipped=f"{len(present)} images {engine.name} could read; it needs at least {settings.min_images}",
+            skipped=f"{len(present)} images {engine.name} could read; it needs at least {config.min_images}",
         )
-    search = reusing_search(cache_dir, [keys[p] for p in present], f"{label} {settings.model_dump_json()}") \
-        if cache_dir else plain_search
+    # The engine names what the vectors are; the number of neighbours is part of each search's own key.
+    search = reusing_search(cache_dir, [keys[p] for p in present], label) if cache_dir else plain_search
 
     def search_vectors() -> np.ndarray:
         nonlocal vectors, cache
@@ -557,7 +578,7 @@ def compute_similarity(
         release_free_memory()  # what embedding left behind
         return stacked
 
-    neighbours = nearest_neighbours(search_vectors, settings.nearest_neighbors, search)
+    neighbours = nearest_neighbours(search_vectors, config.nearest_neighbors, search)
     release_free_memory()
     return Similarity(
         pairs=unordered_pairs(neighbours, rows[present]),

@@ -234,18 +234,20 @@ def test_the_whole_corpus_through_the_flow(tmp_path):
             assert "corrupt" in issues and row[Col.ACTION] == "drop", context
 
     summary = json.loads((out / "summary.json").read_text())
-    # fastdup reads the 16-bit, CMYK, grey, RGBA, palette, multi-page TIFF and EXIF-rotated files, but no GIF
-    # (ERROR_CORRUPT_IMAGE: its OpenCV has no GIF decoder) and no 1x1 image (ERROR_IMAGE_TOO_SMALL). Those stay
-    # valid, without a nearest neighbour, and are counted as not analysed rather than marked corrupt.
+    # fastdup reads the 16-bit, CMYK, grey, RGBA, palette, multi-page TIFF and EXIF-rotated files, and the GIFs
+    # as PNGs that Pillow decoded for it, but no 1x1 image (ERROR_IMAGE_TOO_SMALL). That one stays valid, without
+    # a nearest neighbour, and is counted as not analysed rather than marked corrupt.
     readable = manifest[manifest[Col.VALID]]
     unanalysed = {Path(path).name for path in readable.index[readable[Col.NN_PATH].isna()]}
-    assert unanalysed == {"animated.gif", COPY_GIF, "one pixel.png"}
+    assert unanalysed == {"one pixel.png"}
     assert summary["similarity"]["skipped"] is None and summary["similarity"]["not_analysed"] == len(unanalysed)
     # Their copies are still found: their colour signatures come from ingest, and verification decides.
     folder = data.resolve() / "train" / "c"
     copy, original = manifest.loc[str(folder / COPY_GIF)], manifest.loc[str(folder / "texture 0.jpg")]
     assert pd.notna(copy[Col.DUP_GROUP]) and copy[Col.DUP_GROUP] == original[Col.DUP_GROUP]
-    assert {copy[Col.ACTION], original[Col.ACTION]} == {"keep", "drop"}
+    # One of the two is dropped as a duplicate of the other, which is kept (or, if an outlier, sent to review).
+    dropped, kept = (copy, original) if copy[Col.ACTION] == "drop" else (original, copy)
+    assert dropped[Col.DUPLICATE_OF] == kept.name and kept[Col.ACTION] != "drop"
     # An empty split folder beside non-empty ones: the run proceeds, and the split has no rows, no entry in
     # summary.json's splits and no cleaned split file.
     assert set(summary["splits"]) == {"train", "val"} and summary["files"] == len(expected)

@@ -14,12 +14,12 @@ from tasks.config import CurateConfig
 from tasks.ingest import find_files, ingest
 from tasks.similarity import PAIR_A, PAIR_B, compute_similarity
 
-SETTINGS = CurateConfig().similarity
+SIMILARITY_CONFIG = CurateConfig().expert.similarity
 
 
-def run(folder, work, cache):
+def run(folder, work, cache, config=SIMILARITY_CONFIG):
     files = ingest(find_files({"train": folder}, (".jpg",)))
-    similarity = compute_similarity(files, SETTINGS, work, cache_dir=cache)
+    similarity = compute_similarity(files, config, work, cache_dir=cache)
     paths = files.set_index("row")["path"]
     pairs = {frozenset((paths[a], paths[b])) for a, b in zip(similarity.pairs[PAIR_A], similarity.pairs[PAIR_B],
                                                               strict=True)}
@@ -49,14 +49,14 @@ def test_re_runs_embed_only_new_images_and_renames_hit_the_cache(tmp_path, textu
     embedded, _ = run(data, tmp_path / "w5", None)
     assert embedded == 14, "without a cache everything is embedded"
 
-    # The only new file is one fastdup cannot read (a GIF): the re-run must not depend on fastdup reading any.
+    # The only new file is one fastdup refuses (one pixel): the re-run must not depend on fastdup reading any.
     from PIL import Image
 
-    Image.open(data / "new1.jpg").save(data / "only_new.gif")
-    files = ingest(find_files({"train": data}, (".jpg", ".gif")))
-    similarity = compute_similarity(files, SETTINGS, tmp_path / "w6", cache_dir=cache)
-    gif_row = int(files.loc[files["path"] == str(data / "only_new.gif"), "row"].iloc[0])
-    assert similarity.embedded == 1 and similarity.unanalysed == {gif_row: "ERROR_CORRUPT_IMAGE"}
+    Image.new("RGB", (1, 1)).save(data / "only_new.png")
+    files = ingest(find_files({"train": data}, (".jpg", ".png")))
+    similarity = compute_similarity(files, SIMILARITY_CONFIG, tmp_path / "w6", cache_dir=cache)
+    tiny_row = int(files.loc[files["path"] == str(data / "only_new.png"), "row"].iloc[0])
+    assert similarity.embedded == 1 and similarity.unanalysed == {tiny_row: "ERROR_IMAGE_TOO_SMALL"}
     assert similarity.skipped is None and len(similarity.pairs) > 0
 
 
@@ -79,6 +79,8 @@ def test_the_neighbour_search_covers_only_what_changed(tmp_path, texture, monkey
     _, cold_pairs = run(data, tmp_path / "w1", cache)
     _, pairs = run(data, tmp_path / "w2", cache)
     assert searched == [12] and pairs == cold_pairs, "the same contents: the last search is read back"
+    _, pairs = run(data, tmp_path / "w2b", cache, SIMILARITY_CONFIG.model_copy(update={"cluster_similarity": 0.5}))
+    assert searched == [12] and pairs == cold_pairs, "a setting that does not change the search keeps it"
     texture(data / "new.jpg", seed=100)
     _, pairs = run(data, tmp_path / "w3", cache)
     assert searched == [12, 1, 12], "the new image against all, the others against the new one"
@@ -97,7 +99,7 @@ def test_candidate_searches_cover_only_what_changed(tmp_path, texture, monkeypat
 
     def candidates(cache_dir):
         files = ingest(find_files({"train": data}, (".jpg",)))
-        return select_candidates(files, empty_pairs(), CurateConfig().verification, cache_dir)
+        return select_candidates(files, empty_pairs(), CurateConfig().expert.verification, cache_dir)
 
     cold = candidates(cache)
     assert searched == [12, 12, 12], "colour, part and structure signatures"
@@ -200,7 +202,7 @@ def test_verification_results_are_reused_by_content(tmp_path, monkeypatch):
 
     def matches():
         files = ingest(find_files({"train": data}, (".jpg",)))
-        found = verify.verify_candidates(files, empty_pairs(), CurateConfig().verification, cache_dir=tmp_path / "c")
+        found = verify.verify_candidates(files, empty_pairs(), CurateConfig().expert.verification, cache_dir=tmp_path / "c")
         paths = files.set_index("row")["path"]
         return {frozenset((paths[a], paths[b])) for a, b in zip(found[PAIR_A], found[PAIR_B], strict=True)}
 
@@ -221,7 +223,7 @@ def test_verification_chunks_share_features_within_their_budget(tmp_path, textur
     for seed in range(12):
         texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
     files = ingest(find_files({"train": tmp_path / "data"}, (".jpg",)))
-    pairs = compute_similarity(files, SETTINGS, tmp_path / "work").pairs
+    pairs = compute_similarity(files, SIMILARITY_CONFIG, tmp_path / "work").pairs
     settings = VerificationConfig(refine_min_inliers=1000, refine_min_peak=1.0)  # no finer pass: its own features
     extracted = []
     extract = verify.extract_features
@@ -278,7 +280,7 @@ def test_verification_cuts_a_chunk_for_each_slot_of_the_runner(tmp_path, texture
     for seed in range(12):
         texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
     files = ingest(find_files({"train": tmp_path / "data"}, (".jpg",)))
-    pairs = compute_similarity(files, SETTINGS, tmp_path / "work").pairs
+    pairs = compute_similarity(files, SIMILARITY_CONFIG, tmp_path / "work").pairs
     handed = []
 
     def recording(name, function, chunks, **shared):
