@@ -135,7 +135,7 @@ def check_false_matches(rsscn7: Path, count: int, seed: int = 0) -> dict:
     pairs = same_class_pairs(tiles, load_overlaps(), count, seed)
     pairs = pairs.assign(path_a=[str(rsscn7 / a) for a in pairs["a"]], path_b=[str(rsscn7 / b) for b in pairs["b"]])
     start = time.perf_counter()
-    verified = verify_pairs(pairs, load_config().verification)
+    verified = verify_pairs(pairs, load_config().expert.verification)
     accepted = verified[verified["evidence"] != ""]
     return {"pairs": len(pairs), "seed": seed, "seconds": round(time.perf_counter() - start, 1),
             "accepted": accepted[["a", "b", "evidence", "transform", "match_score", "share_a", "share_b"]

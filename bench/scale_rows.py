@@ -356,7 +356,7 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
     if images:
         shown = np.zeros(n, dtype=bool)
         shown[np.concatenate([group_a, group_b, blurry, dark, bright, outlier])] = True
-        clustered = pairs[pairs[SIMILARITY] >= CurateConfig().similarity.cluster_similarity]
+        clustered = pairs[pairs[SIMILARITY] >= CurateConfig().expert.similarity.cluster_similarity]
         shown[clustered[PAIR_A].to_numpy()] = shown[clustered[PAIR_B].to_numpy()] = True
         counts["files_on_disk"] = _write_images(work, [paths[i] for i in np.flatnonzero(shown)],
                                                 [paths[i] for i in corrupt], rng)
@@ -423,7 +423,7 @@ class Stages:
 def run_stages(generated: Generated, out: Path, profiler: cProfile.Profile | None = None) -> tuple[Stages, dict]:
     """The stages after verification, as `flows.curate.curate` chains them; returns timings and the summary."""
     config = CurateConfig()
-    bands = config.bands.thresholds()
+    bands = config.expert.bands.thresholds()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     stages = Stages(profiler)

@@ -203,27 +203,27 @@ def curate(
             # Ingest, similarity and verification run in the flow itself: their chunks are the task runs (a chunk
             # submitted from inside another task run cannot be sent to Dask: its context does not serialise).
             files = _timed(timings, "ingest", ingest, inventory, cache_dir=cache_folder(config), run_chunks=chunks,
-                           chunk_size=config.runner.chunk_size, concurrent_chunks=concurrent_chunks(config.runner))
+                           chunk_size=config.expert.runner.chunk_size, concurrent_chunks=concurrent_chunks(config.runner))
             get_run_logger().info("ingest: %d files, %d readable, %d non-image files ignored",
                                   len(files), int(files["valid"].sum()), len(inventory.ignored))
             similarity = _timed(
-                timings, "similarity", compute_similarity, files, config.similarity, out_dir / ".work",
-                cache_dir=cache_folder(config), run_chunks=chunks, chunk_size=config.runner.chunk_size,
+                timings, "similarity", compute_similarity, files, config.expert.similarity, out_dir / ".work",
+                cache_dir=cache_folder(config), run_chunks=chunks, chunk_size=config.expert.runner.chunk_size,
             )
             get_run_logger().info("similarity: %d images embedded, the others' vectors reused from the cache",
                                   similarity.embedded)
             matches = _timed(
-                timings, "verify", verify_candidates, files, similarity.pairs, config.verification,
-                cache_dir=cache_folder(config), run_chunks=chunks, chunk_size=config.runner.chunk_size,
+                timings, "verify", verify_candidates, files, similarity.pairs, config.expert.verification,
+                cache_dir=cache_folder(config), run_chunks=chunks, chunk_size=config.expert.runner.chunk_size,
                 concurrent_chunks=concurrent_chunks(config.runner),
-                feature_cache_bytes=config.runner.feature_cache_mb * 2**20,
+                feature_cache_bytes=config.expert.runner.feature_cache_mb * 2**20,
             )
         relations = _timed(timings, "relations", relations_task, files, matches, config.decisions.duplicate_share)
         manifest = _timed(timings, "classify", classify_task, files, similarity, relations, config, overrides)
         pairs = pairs_with_paths(relations, manifest.set_index(Col.ROW)[Col.PATH])
         gate = _timed(timings, "expectations", expectations_task, manifest, pairs, config,
                       staging / "quality" / "data_docs")
-        bands = config.bands.thresholds()
+        bands = config.expert.bands.thresholds()
         summary = summarize(manifest, pairs, similarity, bands, [str(p) for p in inventory.ignored], gate)
         title = f"Curate report: {name}"
         paths = write_outputs_task(

@@ -18,23 +18,23 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 from tasks.config import RunnerConfig
 
 
-def concurrent_chunks(settings: RunnerConfig) -> int:
-    """How many chunks the runner for `settings` runs at once: `workers`, by default one per core (for an
+def concurrent_chunks(config: RunnerConfig) -> int:
+    """How many chunks the runner for `config` runs at once: `workers`, by default one per core (for an
     existing Dask cluster, the cluster decides; this is then the local machine's guess)."""
-    return settings.workers or os.cpu_count() or 1
+    return config.workers or os.cpu_count() or 1
 
 
-def task_runner(settings: RunnerConfig) -> TaskRunner:
-    """A new (not yet started) task runner for `settings`."""
-    workers = concurrent_chunks(settings)
-    if settings.kind == "threads":
+def task_runner(config: RunnerConfig) -> TaskRunner:
+    """A new (not yet started) task runner for `config`."""
+    workers = concurrent_chunks(config)
+    if config.kind == "threads":
         return ThreadPoolTaskRunner(max_workers=workers)
-    if settings.kind == "processes":
+    if config.kind == "processes":
         return ProcessPoolTaskRunner(max_workers=workers)
     from prefect_dask import DaskTaskRunner  # imported only when asked for: it loads dask and distributed
 
-    if settings.dask_address:
-        return DaskTaskRunner(address=settings.dask_address)
+    if config.dask_address:
+        return DaskTaskRunner(address=config.dask_address)
     # One thread per worker process: a chunk uses threads of its own (decoding) or fastdup's, or is one of as many
     # verification chunks as there are workers.
     # Loopback only, and no dashboard (it needs bokeh, which Curate does not install).
@@ -60,7 +60,7 @@ class TaskRunnerChunks:
 
 
 @contextlib.contextmanager
-def chunk_map(settings: RunnerConfig) -> Iterator[TaskRunnerChunks]:
+def chunk_map(config: RunnerConfig) -> Iterator[TaskRunnerChunks]:
     """Start the configured task runner for the duration of a run, and yield its chunk map."""
-    with task_runner(settings) as runner:
+    with task_runner(config) as runner:
         yield TaskRunnerChunks(runner)

@@ -58,7 +58,7 @@ def detector(issue: Issue) -> Callable[[Detector], Detector]:
 
 def band_of(similarity: pd.Series, config: CurateConfig) -> pd.Series:
     """Similarity band of each pair (None below the `similar` band); bands are exclusive lower bounds."""
-    bands = config.bands
+    bands = config.expert.bands
     conditions = [similarity > bands.identical, similarity > bands.near_identical, similarity > bands.similar]
     labels = np.select(conditions, [Band.IDENTICAL.value, Band.NEAR_IDENTICAL.value, Band.SIMILAR.value], default="")
     return pd.Series(labels, index=similarity.index, dtype="string").replace("", pd.NA)
@@ -143,13 +143,13 @@ def build_evidence(
     neighbours = neighbours_by_row(pairs)
     nearest = _nearest_neighbours(frame, neighbours)
     same = relations[relations[PairCol.RELATION].isin(SAME_PICTURE).to_numpy(dtype=bool)]
-    frame[Col.DENSITY_RATIO] = _density_ratio(neighbours, same, config.similarity.nearest_neighbors
+    frame[Col.DENSITY_RATIO] = _density_ratio(neighbours, same, config.expert.similarity.nearest_neighbors
                                               ).reindex(frame.index)
     frame[Col.NN_PATH] = nearest[Col.NN_PATH].reindex(frame.index).astype("string")
     frame[Col.NN_SIMILARITY] = nearest[Col.NN_SIMILARITY].reindex(frame.index).astype("float64")
 
     n_rows = len(frame)
-    linked = pairs[pairs[SIMILARITY] >= config.similarity.cluster_similarity]
+    linked = pairs[pairs[SIMILARITY] >= config.expert.similarity.cluster_similarity]
     clusters = connected_groups(n_rows, linked[PAIR_A].to_numpy(), linked[PAIR_B].to_numpy())
     frame[Col.CLUSTER] = pd.array(np.where(clusters >= 0, clusters, None), dtype="Int64")
 
@@ -232,7 +232,7 @@ def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
     set (`one_per_duplicate_set`)."""
     if "anomaly_strengths" in evidence.computed:
         return evidence.computed["anomaly_strengths"]
-    files, quality = evidence.files, evidence.config.quality
+    files, quality, expert = evidence.files, evidence.config.quality, evidence.config.expert.quality
     baseline = one_per_duplicate_set(files)
 
     def strength(values: pd.Series, min_spread: float, threshold: float) -> pd.Series:
@@ -245,12 +245,12 @@ def anomaly_strengths(evidence: Evidence) -> pd.DataFrame:
                     strength(files[Col.SHARPNESS], 0.1, quality.blurry_z),
                     strength(np.log1p(files[Col.BLUR]), 0.1, quality.blurry_z),
                 ),
-                strength(files[Col.FINE_DETAIL], 0.02, quality.blurry_fine_detail_z),
+                strength(files[Col.FINE_DETAIL], 0.02, expert.blurry_fine_detail_z),
             ),
             Issue.DARK.value: strength(np.log1p(files[Col.BRIGHTNESS]), 0.05, quality.dark_z),
             Issue.BRIGHT.value: np.maximum(
                 strength(np.log(256.0 - files[Col.BLACK_LEVEL]), 0.05, quality.bright_z),
-                strength(np.log(256.0 - files[Col.BRIGHTNESS]), 0.05, quality.bright_mean_z),
+                strength(np.log(256.0 - files[Col.BRIGHTNESS]), 0.05, expert.bright_mean_z),
             ),
             Issue.OUTLIER.value: strength(files[Col.DENSITY_RATIO], 0.01, quality.outlier_z),
         }

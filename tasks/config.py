@@ -191,16 +191,9 @@ class QualityConfig(_Section):
     blurry_z: float = Field(
         3.0, gt=0.0, description="Blurry: both `sharpness` and log `blur` this far below the dataset's median."
     )
-    blurry_fine_detail_z: float = Field(
-        4.0, gt=0.0, description="Blurry too: `fine_detail` this far below the dataset's median (blurred, or smeared "
-        "in one direction)."
-    )
     dark_z: float = Field(4.0, gt=0.0, description="Dark: log brightness this far below the dataset's median.")
     bright_z: float = Field(
         12.0, gt=0.0, description="Bright: log(256 - black_level) this far below the dataset's median (washed out)."
-    )
-    bright_mean_z: float = Field(
-        6.0, gt=0.0, description="Bright too: log(256 - brightness) this far below the dataset's median (over-exposed)."
     )
     outlier_z: float = Field(
         5.0, gt=0.0, description="Outlier: `density_ratio` this far below the dataset's median (out of domain)."
@@ -275,15 +268,6 @@ class RunnerConfig(_Section):
         "local cluster is started for the run. Its workers must see the images and the output folder at the "
         "same paths."
     )
-    chunk_size: int = Field(
-        5000, ge=1, description="Images per chunk of hashing, decoding and embedding; candidate pairs per chunk "
-        "of verification, taken in an order that keeps partners together."
-    )
-
-    feature_cache_mb: int = Field(
-        384, ge=0, description="Megabytes of verification features (about 46 KB an image) that each process keeps "
-        "for the chunks that follow: chunks are cut by pairs, and an image's pairs can fall in several."
-    )
 
     @model_validator(mode="after")
     def _address_needs_dask(self) -> "RunnerConfig":
@@ -292,26 +276,60 @@ class RunnerConfig(_Section):
         return self
 
 
+class ExpertQualityConfig(_Section):
+    """The quality levels' second measures, set relative to the first ones on RSSCN7 (docs/BENCHMARKS.md)."""
+
+    blurry_fine_detail_z: float = Field(
+        4.0, gt=0.0, description="Blurry too: `fine_detail` this far below the dataset's median (blurred, or smeared "
+        "in one direction)."
+    )
+    bright_mean_z: float = Field(
+        6.0, gt=0.0, description="Bright too: log(256 - brightness) this far below the dataset's median (over-exposed)."
+    )
+
+
+class ExpertRunnerConfig(_Section):
+    """How the per-image work is cut into chunks and how much each process keeps between them."""
+
+    chunk_size: int = Field(
+        5000, ge=1, description="Images per chunk of hashing, decoding and embedding; candidate pairs per chunk "
+        "of verification, taken in an order that keeps partners together."
+    )
+    feature_cache_mb: int = Field(
+        384, ge=0, description="Megabytes of verification features (about 46 KB an image) that each process keeps "
+        "for the chunks that follow: chunks are cut by pairs, and an image's pairs can fall in several."
+    )
+
+
+class ExpertConfig(_Section):
+    """Algorithm internals with measured defaults: not in `configs/default.yaml`, documented in
+    docs/CONFIGURATION.md. A run that changes them is no longer the run the benchmarks measured."""
+
+    similarity: SimilarityConfig = SimilarityConfig()
+    verification: VerificationConfig = VerificationConfig()
+    bands: BandsConfig = BandsConfig()
+    quality: ExpertQualityConfig = ExpertQualityConfig()
+    runner: ExpertRunnerConfig = ExpertRunnerConfig()
+
+
 class CurateConfig(_Section):
     """Curate's whole configuration."""
 
     dataset_name: str | None = Field(None, description="Names the default output folder; derived if unset.")
-    extensions: tuple[str, ...] = Field(
-        (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"),
-        description="File suffixes (case-insensitive) treated as images; other files are counted, not curated.",
+    extensions: tuple[str, ...] | None = Field(
+        None, description="File suffixes (case-insensitive) treated as images; other files are counted, not "
+        "curated. Unset: every raster format Pillow opens (`tasks.images.image_suffixes`).",
     )
     cache_dir: Path | None = Field(
         Path("data/cache"),
         description="Embeddings and verification results cached by content (sha256) and by engine version or "
         "settings; relative to the project folder; null: no cache.",
     )
-    similarity: SimilarityConfig = SimilarityConfig()
-    verification: VerificationConfig = VerificationConfig()
-    bands: BandsConfig = BandsConfig()
     quality: QualityConfig = QualityConfig()
     decisions: DecisionsConfig = DecisionsConfig()
     gate: GateConfig = GateConfig()
     runner: RunnerConfig = RunnerConfig()
+    expert: ExpertConfig = ExpertConfig()
 
 
 def _describe(error: pydantic.ValidationError) -> str:
@@ -346,13 +364,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `KEY=VALUE` overrides (dotted keys, YAML values) to a configuration mapping; return a new mapping."""
+def apply_assignments(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
+    """Apply `--set KEY=VALUE` assignments (dotted keys, YAML values) to a configuration mapping; return a new
+    mapping."""
     merged: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data)) or {}
-    for override in overrides:
-        key, sep, raw_value = override.partition("=")
+    for assignment in assignments:
+        key, sep, raw_value = assignment.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE, got {override!r}")
+            raise ConfigError(f"--set expects KEY=VALUE, got {assignment!r}")
         try:
             value = yaml.safe_load(raw_value)
         except yaml.YAMLError:
@@ -368,8 +387,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return merged
 
 
-def load_config(path: Path | None = None, overrides: list[str] | None = None) -> CurateConfig:
-    """Load the configuration: a YAML file (default `configs/default.yaml`) plus `--set` overrides."""
+def load_config(path: Path | None = None, assignments: list[str] | None = None) -> CurateConfig:
+    """Load the configuration: a YAML file (default `configs/default.yaml`) plus `--set` assignments."""
     source = path or DEFAULT_CONFIG_FILE
-    data = apply_overrides(read_config_file(source), overrides or [])
+    data = apply_assignments(read_config_file(source), assignments or [])
     return parse_config(data, source=f"configuration ({source})")

@@ -8,7 +8,7 @@ import pytest
 
 from tasks import classify as classify_stage
 from tasks.classify import DETECTORS, connected_groups
-from tasks.config import CurateConfig, apply_overrides, parse_config
+from tasks.config import CurateConfig, apply_assignments, parse_config
 from tasks.geometry import shares
 from tasks.relations import build_relations, pairs_with_paths
 from tasks.schema import Action, Col, Issue, Relation
@@ -161,7 +161,7 @@ def test_quality_issues_and_outliers_follow_configuration():
     assert list(manifest["/d/e.jpg"][Col.ISSUES]) == [Issue.OUTLIER]
     assert [manifest[f"/d/{n}.jpg"][Col.ACTION] for n in "abcde"] == ["drop", "drop", "drop", "keep", "review"]
 
-    lenient = parse_config(apply_overrides({}, ["decisions.drop=[corrupt, dark]", "decisions.review=[blurry]"]))
+    lenient = parse_config(apply_assignments({}, ["decisions.drop=[corrupt, dark]", "decisions.review=[blurry]"]))
     manifest = by_path(classify(files, similarity, NO_MATCHES, lenient))
     assert [manifest[f"/d/{n}.jpg"][Col.ACTION] for n in "abcde"] == ["review", "drop", "keep", "keep", "keep"]
 
@@ -176,7 +176,7 @@ def test_an_over_exposed_image_is_bright_though_its_shadows_remain():
 
     assert list(manifest["/d/0.jpg"][Col.ISSUES]) == [Issue.BRIGHT]
     assert all(len(row[Col.ISSUES]) == 0 for path, row in manifest.items() if path != "/d/0.jpg")
-    washed_out_only = parse_config(apply_overrides({}, ["quality.bright_mean_z=1000"]))
+    washed_out_only = parse_config(apply_assignments({}, ["expert.quality.bright_mean_z=1000"]))
     manifest = by_path(classify(files, make_similarity([]), NO_MATCHES, washed_out_only))
     assert list(manifest["/d/0.jpg"][Col.ISSUES]) == []
 
@@ -198,7 +198,7 @@ def test_overlapping_tiles_of_one_split_are_all_kept_and_a_leak_is_resolved_on_t
                                                               "/d/val/3.jpg")
     assert all(pd.isna(row[Col.LEAKS_INTO]) for row in rows[:2] + rows[3:])
 
-    review = parse_config(apply_overrides({}, ["decisions.split_leak=review"]))
+    review = parse_config(apply_assignments({}, ["decisions.split_leak=review"]))
     manifest = by_path(classify(files, make_similarity([]), matches, review))
     assert [manifest[f"/d/{split}/{i}.jpg"][Col.ACTION] for i, split in enumerate(splits)] == [
         "keep", "keep", "review", "keep"]
@@ -263,7 +263,7 @@ def test_a_smeared_tile_is_blurry_though_its_laplacian_barely_drops(tmp_path):
         return {Path(path).name for path, row in manifest.items() if Issue.BLURRY in row[Col.ISSUES]}
 
     assert blurry(CurateConfig()) == {"smeared.jpg"}
-    assert blurry(parse_config(apply_overrides({}, ["quality.blurry_fine_detail_z=1000"]))) == set()
+    assert blurry(parse_config(apply_assignments({}, ["expert.quality.blurry_fine_detail_z=1000"]))) == set()
 
 
 def test_a_file_the_engine_could_not_read_says_so():

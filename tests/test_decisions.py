@@ -4,14 +4,14 @@ the training side, quality judged once per picture."""
 import numpy as np
 import pandas as pd
 
-from tasks.config import CurateConfig, apply_overrides, parse_config
+from tasks.config import CurateConfig, apply_assignments, parse_config
 from tasks.schema import Action, Col, Issue
 from tests.test_classify import DUPLICATE, OVERLAP, by_path, classify, make_files, make_matches, make_similarity
 
 
 def curate(rows: list[dict], matches: list[tuple[int, int, str]], settings: list[str] | None = None
            ) -> dict[str, pd.Series]:
-    config = parse_config(apply_overrides({}, settings or [])) if settings else CurateConfig()
+    config = parse_config(apply_assignments({}, settings or [])) if settings else CurateConfig()
     files = make_files([{Col.LABEL: "x", **row} for row in rows])
     return by_path(classify(files, make_similarity([]), make_matches(matches), config))
 

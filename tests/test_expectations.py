@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from tasks.config import CurateConfig, apply_overrides, parse_config
+from tasks.config import CurateConfig, apply_assignments, parse_config
 from tasks.expectations import run_expectations
 from tasks.schema import Col, PairCol
 
@@ -57,7 +57,7 @@ def test_each_broken_rule_is_named():
     assert leaks.observed["unexpected_count"] == 2
     assert result.failed[-1].observed == {"missing": ["train/gone"]}
     # Sent to review instead of dropped, a leak is a person's call: the gate does not check it.
-    review = parse_config(apply_overrides({}, ["decisions.split_leak=review"]))
+    review = parse_config(apply_assignments({}, ["decisions.split_leak=review"]))
     assert "kept_training_shares_no_evaluation_ground" not in [
         outcome.name for outcome in run_expectations(frame, pairs((7, 3)), review).outcomes]
     # Overlaps between two training splits, or within one, are not leaks.
@@ -67,9 +67,9 @@ def test_each_broken_rule_is_named():
 def test_drop_share_limit_and_message():
     frame = manifest([{Col.SPLIT: "train", Col.ACTION: "drop", Col.LABEL: None} for _ in range(3)]
                      + [{Col.SPLIT: "train", Col.LABEL: None}])
-    strict = parse_config(apply_overrides({}, ["gate.max_drop_share=0.5"]))
+    strict = parse_config(apply_assignments({}, ["gate.max_drop_share=0.5"]))
     result = run_expectations(frame, NO_PAIRS, strict)
     assert [outcome.name for outcome in result.failed] == ["drop_share_within_limit"]
     assert result.message() == "quality gate failed: 1 of 8 expectations (drop_share_within_limit)"
-    lenient = parse_config(apply_overrides({}, ["gate.max_drop_share=0.8"]))
+    lenient = parse_config(apply_assignments({}, ["gate.max_drop_share=0.8"]))
     assert run_expectations(frame, NO_PAIRS, lenient).success

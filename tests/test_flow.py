@@ -32,7 +32,7 @@ def test_run_passes_the_gate_and_writes_every_output(curated):
     assert set(CONTRACT_COLUMNS) <= set(manifest.columns) and tuple(manifest.columns) == MANIFEST_COLUMNS
     assert sorted(manifest.index) == sorted(truth), "every file found gets exactly one row"
     metadata = read_metadata(pq.read_schema(out / "manifest.parquet"))
-    assert metadata["engine"].startswith("fastdup 2.54") and metadata["config"]["bands"]["identical"] == 0.99
+    assert metadata["engine"].startswith("fastdup 2.54") and metadata["config"]["expert"]["bands"]["identical"] == 0.99
     assert {"ingest", "similarity", "classify", "expectations"} <= set(metadata["stage_seconds"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == len(truth) and summary["issues"]["corrupt"]["count"] == 3
@@ -111,7 +111,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     "args, named",
     [
         (["--set", "quality.darkness=3"], "quality.darkness"),
-        (["--set", "bands.similar=0.999"], "identical > near_identical > similar"),
+        (["--set", "expert.bands.similar=0.999"], "identical > near_identical > similar"),
         (["--split", "train=/nonexistent/folder"], "/nonexistent/folder"),
         (["--split", "train"], "NAME=DIR"),
         (["--config", "/nonexistent.yaml"], "/nonexistent.yaml"),

@@ -10,7 +10,7 @@ from tasks.outputs import new_staging, publish, summarize, write_staged
 from tasks.schema import MANIFEST_COLUMNS, PAIRS_COLUMNS, Band, Col, read_metadata
 from tests.test_classify import DUPLICATE, OVERLAP, classify_with_pairs, make_files, make_matches, make_similarity
 
-BANDS = CurateConfig().bands.thresholds()
+BANDS = CurateConfig().expert.bands.thresholds()
 PASSED = GateResult(success=True, outcomes=[], raw={})
 
 

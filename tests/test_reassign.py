@@ -4,7 +4,7 @@ leakage but what shares ground with a fixed split."""
 import numpy as np
 import pandas as pd
 
-from tasks.config import apply_overrides, parse_config
+from tasks.config import apply_assignments, parse_config
 from tasks.schema import Col
 from tests.test_classify import OVERLAP, by_path, classify_with_pairs, make_files, make_matches, make_similarity
 
@@ -12,7 +12,7 @@ REASSIGN = ["decisions.split_leak=reassign"]
 
 
 def curate(rows: list[dict], matches: list[tuple], settings: list[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    config = parse_config(apply_overrides({}, [*REASSIGN, *settings]))
+    config = parse_config(apply_assignments({}, [*REASSIGN, *settings]))
     files = make_files([{Col.LABEL: "x", **row} for row in rows])
     manifest, pairs = classify_with_pairs(files, make_similarity([]), make_matches(matches), config)
     return manifest.set_index(Col.PATH, drop=False), pairs

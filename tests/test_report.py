@@ -352,7 +352,7 @@ def test_thumbnails_made_in_parallel_are_those_made_one_by_one(tmp_path, texture
 def test_files_moved_between_splits_are_shown_with_their_set_and_counted(tmp_path, texture):
     """With reassign, a val tile overlapping two train tiles goes to train: the moved-sets gallery shows the three
     together and says where they were written; the summary table counts the move."""
-    from tasks.config import apply_overrides, parse_config
+    from tasks.config import apply_assignments, parse_config
 
     names = [("train", "a.jpg"), ("train", "b.jpg"), ("val", "c.jpg")]
     records = [{Col.PATH: str(texture(tmp_path / split / "x" / name, seed=i)), Col.SPLIT: split, Col.LABEL: "x"}
@@ -360,7 +360,7 @@ def test_files_moved_between_splits_are_shown_with_their_set_and_counted(tmp_pat
     records += [{Col.PATH: str(texture(tmp_path / "val" / "x" / f"n{i}.jpg", seed=10 + i)), Col.SPLIT: "val",
                  Col.LABEL: "x"} for i in range(3)]
     files = make_files(records)
-    config = parse_config(apply_overrides({}, ["decisions.split_leak=reassign"]))
+    config = parse_config(apply_assignments({}, ["decisions.split_leak=reassign"]))
     similarity = make_similarity([])
     manifest, pairs = classify_with_pairs(files, similarity, make_matches([(0, 1, OVERLAP), (1, 2, OVERLAP)]), config)
     summary = summarize(manifest, pairs, similarity, BANDS, [], GateResult(success=True, outcomes=[], raw={}))

@@ -14,23 +14,23 @@ from tasks.schema import Col
 from tasks.similarity import compute_similarity
 from tests.conftest import split_args
 
-SETTINGS = CurateConfig().similarity
+SIMILARITY_CONFIG = CurateConfig().expert.similarity
 
 
 def test_chunked_embedding_finds_the_same_neighbours(tmp_path, texture):
     for seed in range(13):
         texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
     files = ingest(find_files({"train": tmp_path / "data"}, (".jpg",)))
-    whole = compute_similarity(files, SETTINGS, tmp_path / "whole")
-    chunked = compute_similarity(files, SETTINGS, tmp_path / "chunked", chunk_size=5)
+    whole = compute_similarity(files, SIMILARITY_CONFIG, tmp_path / "whole")
+    chunked = compute_similarity(files, SIMILARITY_CONFIG, tmp_path / "chunked", chunk_size=5)
     assert chunked.embedded == whole.embedded == 13
     pd.testing.assert_frame_equal(chunked.pairs, whole.pairs)
 
 
 def test_runner_settings_are_checked():
     with pytest.raises(ConfigError, match="runner: dask_address needs kind: dask"):
-        load_config(overrides=["runner.dask_address=tcp://127.0.0.1:8786"])
-    assert load_config(overrides=["runner.kind=processes"]).runner.kind == "processes"
+        load_config(assignments=["runner.dask_address=tcp://127.0.0.1:8786"])
+    assert load_config(assignments=["runner.kind=processes"]).runner.kind == "processes"
     assert type(task_runner(RunnerConfig(kind="dask", dask_address="tcp://127.0.0.1:8786"))).__name__ == \
         "DaskTaskRunner"
     assert (concurrent_chunks(RunnerConfig(workers=3)), concurrent_chunks(RunnerConfig())) == (3, os.cpu_count())
@@ -58,7 +58,7 @@ def test_other_runners_give_the_same_manifest_as_the_default_runner(where, curat
         ["--set", where, "--set", "runner.workers=2"]
     status = main([
         *split_args(root), "--out", str(out), *runner,
-        "--set", "runner.chunk_size=40", "--set", f"cache_dir={tmp_path / 'cache'}",
+        "--set", "expert.runner.chunk_size=40", "--set", f"cache_dir={tmp_path / 'cache'}",
     ])
     assert status == 0
     manifest = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH, drop=False)

@@ -38,7 +38,7 @@ def real(tmp_path_factory):
     neighbours = {"source": source, "target": (source + np.tile([1, 2, 3], len(rows))) % len(rows),
                   SIMILARITY: np.linspace(0.8, 0.99, len(source))}
     pairs = unordered_pairs(pd.DataFrame(neighbours), rows)
-    return files, verify_candidates(files, pairs, CurateConfig().verification)
+    return files, verify_candidates(files, pairs, CurateConfig().expert.verification)
 
 
 def test_generated_frames_have_the_real_columns_and_dtypes(generated, real):
