@@ -1,6 +1,7 @@
 """A reviewer's decisions: a CSV (columns path, action) or YAML (path: action) file that later runs honour."""
 
 import csv
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,16 +12,19 @@ from tasks.errors import ConfigError
 from tasks.schema import Action, Col
 
 ALLOWED = (Action.KEEP, Action.DROP)
+REVIEWER = "reviewer: "  # how the reason of a file decided by a reviewer begins
 
 
 def read_overrides(path: Path) -> dict[str, Action]:
     """Read a reviewer's file of path -> keep or drop; `ConfigError` names the file and the bad entry."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # newline="": line breaks stay as written, so a path that holds one (quoted in the CSV) reads back exactly.
+        with open(path, encoding="utf-8", newline="") as handle:
+            text = handle.read()
     except OSError as error:
         raise ConfigError(f"cannot read review overrides {path}: {error.strerror or error}") from None
     if Path(path).suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))  # one stream: a quoted field may span lines
         if rows and not {"path", "action"} <= set(rows[0]):
             raise ConfigError(f"review overrides {path}: the CSV needs the columns path and action")
         entries = [(row["path"], row["action"]) for row in rows]
@@ -50,7 +54,7 @@ def apply_overrides(manifest: pd.DataFrame, overrides: Mapping[str, Action]) -> 
     wanted = manifest[Col.PATH].map(overrides)
     applies = wanted.notna() & (manifest[Col.VALID] | (wanted == Action.DROP))
     before = manifest[Col.ACTION] + ": " + manifest[Col.REASON]
-    manifest.loc[applies, Col.REASON] = ("reviewer: " + wanted[applies].astype(str) + " (Curate: " + before[applies]
+    manifest.loc[applies, Col.REASON] = (REVIEWER + wanted[applies].astype(str) + " (Curate: " + before[applies]
                                          + ")")
     manifest.loc[applies, Col.ACTION] = wanted[applies].astype(str)
     return manifest
