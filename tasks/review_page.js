@@ -5,7 +5,7 @@
   "use strict";
   var started = performance.now();
   var data = JSON.parse(document.getElementById("review-data").textContent);
-  var cards = Array.prototype.slice.call(document.querySelectorAll("#cards > .rcard"));
+  var cards = Array.prototype.slice.call(document.querySelectorAll("#cards .rcard"));
   var state = data.initial.slice(); // per card: "keep", "drop" or null
   var counts = { keep: 0, drop: 0 };
   var current = 0;

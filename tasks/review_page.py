@@ -34,6 +34,7 @@ PAGE = "review.html"
 PREVIEWS_DIR = "previews"
 PREVIEW_SIZE = 1024  # longest side of the scaled copy shown on a card and, larger, on click
 BOX = 200  # the square a card shows each picture in, in CSS pixels
+BLOCK = 60  # cards a block
 ASSETS = Path(__file__).parent  # review_page.js and review_page.css lie beside this module
 STORAGE_PREFIX = "curate-review:"  # local storage key of a page's decisions, before its digest
 
@@ -267,8 +268,12 @@ def write_review_page(folder: Path, manifest: pd.DataFrame, pairs: pd.DataFrame,
     previews.prepare([str(p) for row in readable for p in (
         row[Col.PATH], *([partners[row[Col.PATH]].row[Col.PATH]] if row[Col.PATH] in partners else []))],
         workers=limits.workers)
-    cards = "".join(review_card(i, row, partners.get(row[Col.PATH]), _evidence(row, distances, labels), previews,
-                                roots) for i, row in enumerate(rows))
+    cards = [review_card(i, row, partners.get(row[Col.PATH]), _evidence(row, distances, labels), previews, roots)
+             for i, row in enumerate(rows)]
+    # Blocks of cards, each skipped by layout while off screen: moving through thousands of cards lays out a few
+    # blocks, not every card.
+    blocks = "".join(f'<div class="block">{"".join(cards[start:start + BLOCK])}</div>'
+                     for start in range(0, len(cards), BLOCK))
 
     # Decisions made earlier by a reviewer for files beyond the cap still go into the download.
     carried = [[str(row[Col.PATH]), str(row[Col.ACTION])] for row in chosen.iloc[limits.max_cards:].to_dict("records")
@@ -290,7 +295,7 @@ def write_review_page(folder: Path, manifest: pd.DataFrame, pairs: pd.DataFrame,
         '<button type="button" id="download">download overrides.csv</button>'
         '<span class="keys"><kbd>k</kbd> keep · <kbd>d</kbd> drop · <kbd>u</kbd> undo · <kbd>←</kbd><kbd>→</kbd> '
         'move · <kbd>Enter</kbd> large view · <kbd>Esc</kbd> close</span><span id="note"></span></div>'
-        + (f'<main id="cards">{cards}</main>' if cards else '<p class="empty">Nothing to review.</p>')
+        + (f'<main id="cards">{blocks}</main>' if cards else '<p class="empty">Nothing to review.</p>')
         + '<div id="viewer" hidden><div class="stage"></div><p class="caption"></p>'
         '<button type="button" id="close">close <kbd>Esc</kbd></button></div>'
         + _json_script("review-data", data)
