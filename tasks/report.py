@@ -512,11 +512,10 @@ def write_report(
                     + _gallery_html(gallery, pages, number, limits, thumbs))
             (folder / _page_name(gallery.key, number)).write_text(
                 _page(f"{title}: {gallery.heading}, page {number}", body), encoding="utf-8")
-    _, cards = write_review_page(folder, manifest, pairs, title)
+    write_review_page(folder, manifest, pairs, title)
     waiting = int((manifest[Col.ACTION] == Action.REVIEW.value).sum())
     review = (f'<p class="review-link"><a href="{PAGE}"><strong>Review in the browser</strong></a>: {waiting:,} files '
-              f"wait for a reviewer ({cards:,} cards with the files already decided); keep or drop each, download "
-              "overrides.csv, and pass it to the next run.</p>")
+              "wait for a reviewer. Keep or drop each, download overrides.csv, and pass it to the next run.</p>")
     index = folder / "index.html"
     index.write_text(
         _page(title, f"<h1>{_e(title)}</h1>{review}{toc}{_summary_html(summary)}{plots}{''.join(sections)}"),

@@ -289,7 +289,9 @@ def write_review_page(folder: Path, manifest: pd.DataFrame, pairs: pd.DataFrame,
         f'<p><a href="index.html">← back to the report</a></p><h1>{_e(title)}: review</h1>'
         f'<p class="intro">{waiting:,} files wait for a reviewer; {len(rows):,} cards below.{_e(hidden)} '
         "Decide each with its buttons or the keys, then download overrides.csv and pass it to the next run: "
-        "<code>--set decisions.overrides=overrides.csv</code>. Decisions stay in this browser until then.</p>"
+        "<code>--set decisions.overrides=overrides.csv</code>. Decisions stay in this browser until then. To "
+        "decide the files of a gallery too: <code>python -m flows.review OUT --gallery blurry</code> (OUT: the "
+        "folder holding this report).</p>"
         '<div id="bar"><span id="progress"><b id="decided">0</b> decided · <b id="left">0</b> left '
         '(<span id="kept">0</span> keep, <span id="dropped">0</span> drop)</span>'
         '<button type="button" id="download">download overrides.csv</button>'

@@ -214,6 +214,17 @@ def test_review_round_trip_in_the_browser(demo, tmp_path):
         assert not page.problems, page.problems
     assert read_overrides(tmp_path / "again.csv") == expected
 
+    # On request, a gallery's files join the page, after those waiting and before those decided.
+    from flows.review import main as review
+
+    assert review([str(tmp_path / "second"), "--gallery", "blurry"]) == 0
+    html = (tmp_path / "second" / "report" / "review.html").read_text()
+    paths = json.loads(re.search(r'id="review-data">(.*?)</script>', html, re.S).group(1))["paths"]
+    blurry = sorted(second.index[[("blurry" in list(issues)) for issues in second[Col.ISSUES]]])
+    assert blurry and paths[0] in second.index[second[Col.ACTION] == "review"]
+    assert paths[1:1 + len(blurry)] == blurry and set(paths[1 + len(blurry):]) == set(expected)
+    assert review([str(tmp_path / "second"), "--gallery", "nope"]) == 2
+
 
 @pytest.mark.slow
 @needs_browser
