@@ -53,8 +53,11 @@ def apply_overrides(manifest: pd.DataFrame, overrides: Mapping[str, Action]) -> 
     manifest = manifest.copy()
     wanted = manifest[Col.PATH].map(overrides)
     applies = wanted.notna() & (manifest[Col.VALID] | (wanted == Action.DROP))
-    before = manifest[Col.ACTION] + ": " + manifest[Col.REASON]
-    manifest.loc[applies, Col.REASON] = (REVIEWER + wanted[applies].astype(str) + " (Curate: " + before[applies]
-                                         + ")")
+    # What Curate decided, in words: "keep: no issue"; a reason that begins with its action ("review: outlier")
+    # is not prefixed with it again.
+    rows = manifest.loc[applies]
+    said = [reason.startswith(f"{action}: ") for action, reason in zip(rows[Col.ACTION], rows[Col.REASON])]
+    before = rows[Col.REASON].where(said, rows[Col.ACTION] + ": " + rows[Col.REASON])
+    manifest.loc[applies, Col.REASON] = REVIEWER + wanted[applies].astype(str) + " (Curate: " + before + ")"
     manifest.loc[applies, Col.ACTION] = wanted[applies].astype(str)
     return manifest
