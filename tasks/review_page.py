@@ -96,14 +96,18 @@ def shown_path(path: str, split: str, roots: dict[str, str]) -> str:
 
 def review_rows(manifest: pd.DataFrame, extra: Iterable[str] = ()) -> pd.DataFrame:
     """The files to show, in page order: those waiting for a reviewer first (grouped by reason, then by path), then
-    `extra` paths (a gallery's files) not among them, then those a reviewer already decided."""
+    `extra` paths (a gallery's files, in the gallery's order) not among them, then those a reviewer already decided
+    (by reason, then path)."""
+    place = {path: i for i, path in reversed(list(enumerate(extra)))}  # each path's first place
     waiting = (manifest[Col.ACTION] == Action.REVIEW.value).to_numpy(dtype=bool)
     decided = manifest[Col.REASON].str.startswith(REVIEWER).fillna(False).to_numpy(dtype=bool)
-    requested = manifest[Col.PATH].isin(set(extra)).to_numpy(dtype=bool) & ~waiting & ~decided
+    requested = manifest[Col.PATH].isin(set(place)).to_numpy(dtype=bool) & ~waiting & ~decided
     shown = waiting | decided | requested
-    group = np.where(waiting[shown], 0, np.where(requested[shown], 1, 2))
-    return manifest.iloc[np.flatnonzero(shown)].assign(_group=group).sort_values(["_group", Col.REASON, Col.PATH], kind="stable").drop(
-        columns="_group")
+    chosen = manifest.iloc[np.flatnonzero(shown)]
+    keys = chosen.assign(_group=np.where(waiting[shown], 0, np.where(requested[shown], 1, 2)),
+                         _place=chosen[Col.PATH].map(place).where(requested[shown], 0).astype(float))
+    ordered = keys.sort_values(["_group", "_place", Col.REASON, Col.PATH], kind="stable")
+    return ordered.drop(columns=["_group", "_place"])
 
 
 class _Distances:
@@ -141,14 +145,28 @@ def _group_id(value: Any) -> str:
 
 def _label_words(row: Row, labels: dict[Any, list[str]]) -> str:
     names = labels.get(row[Col.DUP_GROUP], [])
-    return (f"label conflict: its duplicate set {_group_id(row[Col.DUP_GROUP])} holds the labels {', '.join(names)}; this "
-            f"file is labelled {row[Col.LABEL] if pd.notna(row[Col.LABEL]) else '(unlabeled)'}")
+    label = row[Col.LABEL] if pd.notna(row[Col.LABEL]) else "(unlabeled)"
+    return (f"label conflict: its duplicate set {_group_id(row[Col.DUP_GROUP])} holds the labels "
+            f"{', '.join(names)}; this file is labelled {label}")
 
 
-def _evidence(row: Row, distances: _Distances, labels: dict[Any, list[str]]) -> list[str]:
+def _short_reason(row: Row, roots: dict[str, str]) -> str:
+    """The reason, with the file it names (a leak's evaluation file, a copy's kept file) shown as on the cards."""
+    reason = str(row[Col.REASON])
+    for named in (row[Col.LEAKS_INTO], row[Col.DUPLICATE_OF]):
+        if isinstance(named, str) and named:
+            split = max((s for s, root in roots.items() if named.startswith(root + "/")),
+                        key=lambda s: len(roots[s]), default=None)
+            if split is not None:
+                reason = reason.replace(named, shown_path(named, split, roots))
+    return reason
+
+
+def _evidence(row: Row, distances: _Distances, labels: dict[Any, list[str]], roots: dict[str, str]) -> list[str]:
     """The card's words, before any number: why Curate decided as it did, and how far the file lies from normal."""
-    lines = [f"Curate: {row[Col.REASON]}" if not str(row[Col.REASON]).startswith(REVIEWER)
-             else f"decided by a reviewer: {str(row[Col.REASON]).removeprefix(REVIEWER)}"]
+    reason = _short_reason(row, roots)
+    lines = [f"decided by a reviewer: {reason.removeprefix(REVIEWER)}" if reason.startswith(REVIEWER)
+             else f"Curate: {reason}"]
     issues = {str(issue) for issue in row[Col.ISSUES]}
     if not row[Col.VALID]:
         lines.append(f"unreadable: {row[Col.ERROR]}")
@@ -260,7 +278,8 @@ def write_review_page(folder: Path, manifest: pd.DataFrame, pairs: pd.DataFrame,
     distances = _Distances(manifest)
     groups = {row[Col.DUP_GROUP] for row in rows if Issue.LABEL_CONFLICT.value in set(map(str, row[Col.ISSUES]))}
     members = manifest.iloc[np.flatnonzero(manifest[Col.DUP_GROUP].isin(groups).to_numpy(dtype=bool))]
-    labels = {group: sorted(set(frame[Col.LABEL].dropna().astype(str))) for group, frame in members.groupby(Col.DUP_GROUP)}
+    labels = {group: sorted(set(frame[Col.LABEL].dropna().astype(str)))
+              for group, frame in members.groupby(Col.DUP_GROUP)}
 
     (folder / PREVIEWS_DIR).mkdir(parents=True, exist_ok=True)
     previews = _Thumbnails(folder / PREVIEWS_DIR, cap=2 * limits.max_cards, size=PREVIEW_SIZE, subdir=PREVIEWS_DIR)
@@ -268,7 +287,8 @@ def write_review_page(folder: Path, manifest: pd.DataFrame, pairs: pd.DataFrame,
     previews.prepare([str(p) for row in readable for p in (
         row[Col.PATH], *([partners[row[Col.PATH]].row[Col.PATH]] if row[Col.PATH] in partners else []))],
         workers=limits.workers)
-    cards = [review_card(i, row, partners.get(row[Col.PATH]), _evidence(row, distances, labels), previews, roots)
+    cards = [review_card(i, row, partners.get(row[Col.PATH]), _evidence(row, distances, labels, roots), previews,
+                         roots)
              for i, row in enumerate(rows)]
     # Blocks of cards, each skipped by layout while off screen: moving through thousands of cards lays out a few
     # blocks, not every card.
@@ -287,7 +307,7 @@ def write_review_page(folder: Path, manifest: pd.DataFrame, pairs: pd.DataFrame,
     waiting = int((manifest[Col.ACTION] == Action.REVIEW.value).sum())
     body = (
         f'<p><a href="index.html">← back to the report</a></p><h1>{_e(title)}: review</h1>'
-        f'<p class="intro">{waiting:,} files wait for a reviewer; {len(rows):,} cards below.{_e(hidden)} '
+        f'<p class="intro">Files waiting for a reviewer: {waiting:,}; cards below: {len(rows):,}.{_e(hidden)} '
         "Decide each with its buttons or the keys, then download overrides.csv and pass it to the next run: "
         "<code>--set decisions.overrides=overrides.csv</code>. Decisions stay in this browser until then. To "
         "decide the files of a gallery too: <code>python -m flows.review OUT --gallery blurry</code> (OUT: the "

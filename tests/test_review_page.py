@@ -97,8 +97,8 @@ def test_cards_wait_first_then_requested_then_decided(tmp_path):
     manifest.loc[[3, 1], Col.ACTION] = "review"
     manifest.loc[[3, 1], Col.REASON] = "review: outlier"
     manifest.loc[0, [Col.ACTION, Col.REASON]] = ["drop", "reviewer: drop (Curate: review: outlier)"]
-    rows = review_rows(manifest, extra=["/d/t/x/c.jpg", "/d/t/x/b.jpg"])
-    assert [path.rsplit("/", 1)[1] for path in rows[Col.PATH]] == ["b.jpg", "d.jpg", "c.jpg", "a.jpg"]
+    rows = review_rows(manifest, extra=["/d/t/x/e.jpg", "/d/t/x/b.jpg", "/d/t/x/c.jpg", "/d/t/x/e.jpg"])
+    assert [path.rsplit("/", 1)[1] for path in rows[Col.PATH]] == ["b.jpg", "d.jpg", "e.jpg", "c.jpg", "a.jpg"]
 
 
 def test_the_page_escapes_names_and_carries_exact_paths_as_inert_json(tmp_path, texture):
@@ -220,7 +220,8 @@ def test_review_round_trip_in_the_browser(demo, tmp_path):
     assert review([str(tmp_path / "second"), "--gallery", "blurry"]) == 0
     html = (tmp_path / "second" / "report" / "review.html").read_text()
     paths = json.loads(re.search(r'id="review-data">(.*?)</script>', html, re.S).group(1))["paths"]
-    blurry = sorted(second.index[[("blurry" in list(issues)) for issues in second[Col.ISSUES]]])
+    blurry = second.iloc[[("blurry" in list(issues)) for issues in second[Col.ISSUES]]].sort_values(
+        [Col.SHARPNESS, Col.PATH]).index.tolist()  # the gallery's order: blurriest first
     assert blurry and paths[0] in second.index[second[Col.ACTION] == "review"]
     assert paths[1:1 + len(blurry)] == blurry and set(paths[1 + len(blurry):]) == set(expected)
     assert review([str(tmp_path / "second"), "--gallery", "nope"]) == 2
