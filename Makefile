@@ -20,12 +20,14 @@ demo: $(STAMP)
 test: $(STAMP) chromium
 	$(PY) -m pytest
 
-# The report's browser test needs Debian's chromium. Installed once when run as root; a no-op when present.
+# The report's and the review page's browser tests need Debian's chromium (Playwright, pinned in
+# requirements-dev.txt, drives it; its own browser download is never used). Installed once when run as root; a
+# no-op when present.
 chromium:
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	else echo "make: /usr/bin/chromium missing; install it with: sudo apt-get install -y chromium (the report's browser test is skipped without it)"; fi
+	else echo "make: /usr/bin/chromium missing; install it with: sudo apt-get install -y chromium (the browser tests are skipped without it)"; fi
 
 # The benchmark needs RSSCN7 in ../shared/data/rsscn7 and two bench-only packages (they ship its out-of-domain photos).
 bench-quality: $(STAMP)

@@ -1,6 +1,7 @@
 """A reviewer's decisions: a CSV (columns path, action) or YAML (path: action) file that later runs honour."""
 
 import csv
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,16 +12,19 @@ from tasks.errors import ConfigError
 from tasks.schema import Action, Col
 
 ALLOWED = (Action.KEEP, Action.DROP)
+REVIEWER = "reviewer: "  # how the reason of a file decided by a reviewer begins
 
 
 def read_overrides(path: Path) -> dict[str, Action]:
     """Read a reviewer's file of path -> keep or drop; `ConfigError` names the file and the bad entry."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # newline="": line breaks stay as written, so a path that holds one (quoted in the CSV) reads back exactly.
+        with open(path, encoding="utf-8", newline="") as handle:
+            text = handle.read()
     except OSError as error:
         raise ConfigError(f"cannot read review overrides {path}: {error.strerror or error}") from None
     if Path(path).suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))  # one stream: a quoted field may span lines
         if rows and not {"path", "action"} <= set(rows[0]):
             raise ConfigError(f"review overrides {path}: the CSV needs the columns path and action")
         entries = [(row["path"], row["action"]) for row in rows]
@@ -49,8 +53,11 @@ def apply_overrides(manifest: pd.DataFrame, overrides: Mapping[str, Action]) -> 
     manifest = manifest.copy()
     wanted = manifest[Col.PATH].map(overrides)
     applies = wanted.notna() & (manifest[Col.VALID] | (wanted == Action.DROP))
-    before = manifest[Col.ACTION] + ": " + manifest[Col.REASON]
-    manifest.loc[applies, Col.REASON] = ("reviewer: " + wanted[applies].astype(str) + " (Curate: " + before[applies]
-                                         + ")")
+    # What Curate decided, in words: "keep: no issue"; a reason that begins with its action ("review: outlier")
+    # is not prefixed with it again.
+    rows = manifest.loc[applies]
+    said = [reason.startswith(f"{action}: ") for action, reason in zip(rows[Col.ACTION], rows[Col.REASON])]
+    before = rows[Col.REASON].where(said, rows[Col.ACTION] + ": " + rows[Col.REASON])
+    manifest.loc[applies, Col.REASON] = REVIEWER + wanted[applies].astype(str) + " (Curate: " + before + ")"
     manifest.loc[applies, Col.ACTION] = wanted[applies].astype(str)
     return manifest

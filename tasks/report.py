@@ -62,11 +62,14 @@ class Gallery:
 
 @dataclass
 class _Thumbnails:
-    """Generates thumbnails into `folder` on first use, named by a hash of the path, up to `cap` in all."""
+    """Generates thumbnails into `folder` on first use, named by a hash of the path, up to `cap` in all: `size`
+    pixels on the longest side, linked as `subdir`/name (the review page's larger previews are made the same way)."""
 
     folder: Path
     cap: int
     made: dict[str, str | None] = field(default_factory=dict)  # path -> file name, None when it failed
+    size: int = THUMB_SIZE
+    subdir: str = THUMBS_DIR
 
     def get(self, path: str) -> str | None:
         """The thumbnail's file name relative to the report folder, or None (unreadable file or cap reached)."""
@@ -93,12 +96,12 @@ class _Thumbnails:
     def _make(self, path: str) -> str | None:
         # Named by a hash, never by the original name: names may hold characters unsafe in a URL or on disk.
         name = hashlib.sha256(path.encode("utf-8", "backslashreplace")).hexdigest()[:24] + ".jpg"
-        image = load_reduced(path, "RGB", THUMB_SIZE * 2)
+        image = load_reduced(path, "RGB", self.size * 2)
         if image is None:
             return None  # the file is missing, changed or vanished since ingest: the card says so
-        image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        image.thumbnail((self.size, self.size))
         image.save(self.folder / name, "JPEG", quality=80)
-        return f"{THUMBS_DIR}/{name}"
+        return f"{self.subdir}/{name}"
 
 
 def _e(value: Any) -> str:
@@ -223,7 +226,19 @@ def _card(row: Row, thumbs: _Thumbnails, region: np.ndarray | None = None, note:
     else:
         picture = '<div class="nothumb">no thumbnail</div>'
     relation = f'<div class="relation">{_e(note)}</div>' if note else ""
-    facts = [
+    facts_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in card_facts(row) if _e(v))
+    action = str(row[Col.ACTION])
+    return (
+        f'<figure class="card {_e(action)}" title="{_e(path)}">{picture}<figcaption>{relation}'
+        f'<div class="name">{_e(name)}</div><span class="badge {_e(action)}">{_e(action)}</span> '
+        f'<span class="reason">{_e(row[Col.REASON])}</span><dl>{facts_html}</dl>'
+        f'<div class="issues">{_e(", ".join(list(row[Col.ISSUES])))}</div></figcaption></figure>'
+    )
+
+
+def card_facts(row: Row) -> list[tuple[str, Any]]:
+    """A file's numbers and links, as a card lists them (name, value); empty values are for the caller to skip."""
+    return [
         ("split", row[Col.SPLIT]),
         ("moved to", row[Col.CURATED_SPLIT] if row[Col.CURATED_SPLIT] != row[Col.SPLIT] else None),
         ("label", row[Col.LABEL] if pd.notna(row[Col.LABEL]) else UNLABELED),
@@ -234,14 +249,6 @@ def _card(row: Row, thumbs: _Thumbnails, region: np.ndarray | None = None, note:
         ("density ratio", _number(row[Col.DENSITY_RATIO])), ("duplicate of", row[Col.DUPLICATE_OF]),
         ("leaks into", row[Col.LEAKS_INTO]),
     ]
-    facts_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts if _e(v))
-    action = str(row[Col.ACTION])
-    return (
-        f'<figure class="card {_e(action)}" title="{_e(path)}">{picture}<figcaption>{relation}'
-        f'<div class="name">{_e(name)}</div><span class="badge {_e(action)}">{_e(action)}</span> '
-        f'<span class="reason">{_e(row[Col.REASON])}</span><dl>{facts_html}</dl>'
-        f'<div class="issues">{_e(", ".join(list(row[Col.ISSUES])))}</div></figcaption></figure>'
-    )
 
 
 def _render_items(items: Iterable[Item], layout: str, limits: ReportLimits, thumbs: _Thumbnails) -> str:
@@ -418,9 +425,10 @@ ERROR_RECORDER = (
 )
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, head: str = "") -> str:
+    """A whole page: the error recorder first, the report's style, then `head` (more style) and `body`."""
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>{ERROR_RECORDER}'
-            f'<style>{STYLE}</style></head><body>{body}</body></html>')
+            f'<style>{STYLE}</style>{head}</head><body>{body}</body></html>')
 
 
 def _count_table(caption: str, rows: dict[str, dict[str, Any]], unit: str) -> str:
@@ -474,7 +482,10 @@ def write_report(
     title: str,
     limits: ReportLimits = ReportLimits(),
 ) -> Path:
-    """Write the report into `folder` (created; must not hold an older report) and return its index.html."""
+    """Write the report into `folder` (created; must not hold an older report) and return its index.html. The
+    review page (`tasks.review_page`, review.html) is written with it and linked at the top."""
+    from tasks.review_page import PAGE, write_review_page  # it builds on this module's pieces: imported late
+
     (folder / THUMBS_DIR).mkdir(parents=True, exist_ok=True)
     thumbs = _Thumbnails(folder / THUMBS_DIR, limits.max_thumbnails)
     galleries = build_galleries(manifest, pairs, limits)
@@ -499,7 +510,12 @@ def write_report(
                     + _gallery_html(gallery, pages, number, limits, thumbs))
             (folder / _page_name(gallery.key, number)).write_text(
                 _page(f"{title}: {gallery.heading}, page {number}", body), encoding="utf-8")
+    write_review_page(folder, manifest, pairs, title)
+    waiting = int((manifest[Col.ACTION] == Action.REVIEW.value).sum())
+    review = (f'<p class="review-link"><a href="{PAGE}"><strong>Review in the browser</strong></a>: {waiting:,} files '
+              "wait for a reviewer. Keep or drop each, download overrides.csv, and pass it to the next run.</p>")
     index = folder / "index.html"
     index.write_text(
-        _page(title, f"<h1>{_e(title)}</h1>{toc}{_summary_html(summary)}{plots}{''.join(sections)}"), encoding="utf-8")
+        _page(title, f"<h1>{_e(title)}</h1>{review}{toc}{_summary_html(summary)}{plots}{''.join(sections)}"),
+        encoding="utf-8")
     return index

@@ -88,7 +88,7 @@ def _is(value: Any, path: str) -> bool:
     return isinstance(value, str) and value == path
 
 
-def _rows_by_path(manifest: pd.DataFrame, paths: set[str]) -> dict[str, Row]:
+def rows_by_path(manifest: pd.DataFrame, paths: set[str]) -> dict[str, Row]:
     """The manifest rows of `paths`, by path."""
     chosen = manifest.iloc[np.flatnonzero(manifest[Col.PATH].isin(paths).to_numpy(dtype=bool))]
     return dict(zip(chosen[Col.PATH], chosen.to_dict("records")))
@@ -102,6 +102,15 @@ def _seen_from(pairs: pd.DataFrame, paths: set[str]) -> pd.DataFrame:
         chosen = pairs.iloc[np.flatnonzero(pairs[this].isin(paths).to_numpy(dtype=bool))]
         sides.append(chosen.assign(this=chosen[this], other=chosen[other], flipped=flipped))
     return pd.concat(sides, ignore_index=True).sort_values(["this", "other"], kind="stable")
+
+
+def links_of(pairs: pd.DataFrame, paths: set[str]) -> dict[str, list[Link]]:
+    """Every pair with a file among `paths`, as a `Link` from that file, by path; each list ordered by the other
+    file's path."""
+    links: dict[str, list[Link]] = {}
+    for record in _seen_from(pairs, paths).to_dict("records"):
+        links.setdefault(record["this"], []).append(Link.of(record))
+    return links
 
 
 def region_svg(region: np.ndarray, width: Any, height: Any, box: int) -> str:
@@ -150,7 +159,7 @@ def overlap_items(manifest: pd.DataFrame, pairs: pd.DataFrame, limit: int) -> tu
         reach = rank >= np.partition(rank, total - limit)[total - limit]
     shown = overlaps[reach].assign(_rank=-rank[reach]).sort_values(
         ["_rank", PairCol.PATH_A, PairCol.PATH_B], kind="stable").head(limit)
-    rows = _rows_by_path(manifest, set(shown[PairCol.PATH_A]) | set(shown[PairCol.PATH_B]))
+    rows = rows_by_path(manifest, set(shown[PairCol.PATH_A]) | set(shown[PairCol.PATH_B]))
     items = []
     for record in shown.to_dict("records"):
         link = Link.of({**record, "this": record[PairCol.PATH_A], "other": record[PairCol.PATH_B], "flipped": False})
@@ -173,7 +182,7 @@ def leak_items(manifest: pd.DataFrame, pairs: pd.DataFrame, limit: int) -> tuple
     shown = leaking.sort_values([Col.LEAKS_INTO, Col.PATH], kind="stable").head(limit)
     target = dict(zip(shown[Col.PATH], shown[Col.LEAKS_INTO]))
     seen = _seen_from(pairs, set(target))
-    rows = _rows_by_path(manifest, set(target) | set(target.values()) | set(seen["other"]))
+    rows = rows_by_path(manifest, set(target) | set(target.values()) | set(seen["other"]))
     direct: dict[str, Link] = {}
     via_copy: dict[str, Link] = {}  # of the evaluation file's dropped copies it shares ground with, the first by path
     for record in seen.to_dict("records"):

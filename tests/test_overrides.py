@@ -1,8 +1,9 @@
+import pandas as pd
 import pytest
 
 from tasks.config import CurateConfig
 from tasks.errors import ConfigError
-from tasks.overrides import read_overrides
+from tasks.overrides import apply_overrides, read_overrides
 from tasks.schema import Action, Col
 from tests.test_classify import NO_MATCHES, by_path, classify, make_files, make_similarity
 
@@ -37,3 +38,14 @@ def test_the_reviewer_decides_and_the_reason_keeps_curates_view():
     assert manifest["/d/fine.jpg"][Col.REASON] == "reviewer: drop (Curate: keep: no issue)"
     assert manifest["/d/broken.jpg"][Col.ACTION] == "drop", "an unreadable file is never kept"
     assert manifest["/d/outlier.jpg"][Col.ACTION] == "keep"
+
+
+def test_the_reason_names_curates_action_once():
+    manifest = pd.DataFrame({Col.PATH: ["/d/a.jpg", "/d/b.jpg", "/d/c.jpg"], Col.VALID: [True, True, True],
+                             Col.ACTION: ["review", "drop", "keep"],
+                             Col.REASON: ["review: outlier", "duplicate of /d/x.jpg", "no issue"]}).astype("string")
+    manifest[Col.VALID] = manifest[Col.VALID].astype(bool)
+    decided = apply_overrides(manifest, {"/d/a.jpg": Action.KEEP, "/d/b.jpg": Action.KEEP})
+    assert decided[Col.REASON].tolist() == ["reviewer: keep (Curate: review: outlier)",
+                                            "reviewer: keep (Curate: drop: duplicate of /d/x.jpg)", "no issue"]
+    assert decided[Col.ACTION].tolist() == ["keep", "keep", "keep"]
