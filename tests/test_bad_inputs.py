@@ -218,7 +218,7 @@ def test_the_whole_corpus_through_the_flow(tmp_path):
     expected = {str(path): error for path, error in layout(data, tmp_path / "sources").items()}
     out = tmp_path / "out"
     status = main([*(arg for split in ("train", "val", "test") for arg in ("--split", f"{split}={data / split}")),
-                   "--out", str(out)])
+                   "--out", str(out), "--set", f"cache_dir={tmp_path / 'cache'}"])
     assert status in (0, 1), "a bad input must never be a usage error (2) or a crash (3)"
 
     manifest = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH)

@@ -94,7 +94,8 @@ def test_near_copies_and_overlaps_are_all_present_in_the_demo(demo):
 def test_failed_gate_exits_1_and_still_writes_outputs(demo, tmp_path):
     root, truth = demo
     out = tmp_path / "strict"
-    status = main([*split_args(root), "--out", str(out), "--set", "gate.max_drop_share=0.01"])
+    status = main([*split_args(root), "--out", str(out), "--set", "gate.max_drop_share=0.01",
+                   "--set", f"cache_dir={tmp_path / 'cache'}"])
     assert status == 1
     assert len(pd.read_parquet(out / "manifest.parquet")) == len(truth)
     gate = json.loads((out / "quality" / "expectations.json").read_text())
@@ -130,7 +131,8 @@ def test_fewer_images_than_fastdup_needs_still_gives_every_row(tmp_path, texture
         texture(tmp_path / "data" / "c" / f"{index}.jpg", seed=index)
     (tmp_path / "data" / "c" / "empty.jpg").write_bytes(b"")
     out = tmp_path / "out"
-    assert main(["--split", f"train={tmp_path / 'data'}", "--out", str(out)]) == 0
+    assert main(["--split", f"train={tmp_path / 'data'}", "--out", str(out),
+                 "--set", f"cache_dir={tmp_path / 'cache'}"]) == 0
     manifest = pd.read_parquet(out / "manifest.parquet")
     assert len(manifest) == 4 and manifest[Col.NN_PATH].isna().all()
     summary = json.loads((out / "summary.json").read_text())
@@ -143,7 +145,7 @@ def test_a_second_run_on_the_same_output_exits_2_at_once(demo, tmp_path):
     root, _ = demo
     out = tmp_path / "busy"
     with exclusive_output(out):  # as if another run held the folder
-        status = main([*split_args(root), "--out", str(out)])
+        status = main([*split_args(root), "--out", str(out), "--set", f"cache_dir={tmp_path / 'cache'}"])
     assert status == 2
     assert not (out / "manifest.parquet").exists()
 
@@ -185,7 +187,8 @@ def test_later_runs_honour_a_reviewers_overrides(demo, curated, tmp_path):
     kept = manifest[manifest[Col.ACTION] == "keep"].index[0]
     (tmp_path / "review.yaml").write_text(f'"{reviewed}": keep\n"{kept}": drop\n')
     out = tmp_path / "out"
-    assert main([*split_args(root), "--out", str(out), "--set", f"decisions.overrides={tmp_path / 'review.yaml'}"]) == 0
+    assert main([*split_args(root), "--out", str(out), "--set", f"decisions.overrides={tmp_path / 'review.yaml'}",
+                 "--set", f"cache_dir={tmp_path / 'cache'}"]) == 0
     again = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH)
     assert again.loc[reviewed, Col.ACTION] == "keep" and again.loc[reviewed, Col.REASON].startswith("reviewer: keep")
     assert again.loc[kept, Col.ACTION] == "drop" and again.loc[kept, Col.REASON].startswith("reviewer: drop")
@@ -229,7 +232,8 @@ def test_reassign_writes_each_set_of_shared_ground_to_one_split_and_the_gate_agr
 
     root, truth = demo
     out = tmp_path / "reassigned"
-    assert main([*split_args(root), "--out", str(out), "--set", "decisions.split_leak=reassign"]) == 0
+    assert main([*split_args(root), "--out", str(out), "--set", "decisions.split_leak=reassign",
+                 "--set", f"cache_dir={tmp_path / 'cache'}"]) == 0
     manifest = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH, drop=False)
     pairs = pd.read_parquet(out / "pairs.parquet")
     assert manifest[Col.LEAKS_INTO].isna().all()

@@ -36,7 +36,8 @@ def test_a_whole_run_attempts_no_outbound_connection(tmp_path):
     root = tmp_path / "data"
     build_demo_dataset(root, tiles_per_class=MIN_TILES_PER_CLASS)
     splits = [arg for split in ("train", "val", "unlabeled") for arg in ("--split", f"{split}={root / split}")]
-    result, attempts = guarded_run(["-m", "flows.curate", *splits, "--out", str(tmp_path / "out")], tmp_path)
+    result, attempts = guarded_run(["-m", "flows.curate", *splits, "--out", str(tmp_path / "out"),
+                                    "--set", f"cache_dir={tmp_path / 'cache'}"], tmp_path)
     assert result.returncode in (0, 1), result.stderr[-3000:]
     assert (tmp_path / "out" / "manifest.parquet").is_file()
     assert attempts == [], attempts
