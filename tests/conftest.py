@@ -123,6 +123,43 @@ def curated(demo, tmp_path_factory):
     return status, out, manifest, truth
 
 
+@pytest.fixture(scope="session")
+def written_output(tmp_path_factory):
+    """A curated output folder as a run writes it, made by the stage functions without a flow run or fastdup: real
+    JPEGs through ingest; similarity and verification hand-made (a copy in train/cat, and train/dog/4 sharing ground
+    with val/dog/7); then relations, classification, the gate's expectations, `write_staged` and `publish`. Returns
+    (output folder, manifest indexed by path). Shared by the session: a test that edits it edits a copy."""
+    from tasks.config import CurateConfig
+    from tasks.expectations import run_expectations
+    from tasks.ingest import find_files, ingest
+    from tasks.outputs import new_staging, publish, summarize, write_staged
+    from tasks.schema import Col, Relation
+    from tasks.similarity import SIMILARITY
+    from tests.test_classify import classify_with_pairs, make_matches, make_similarity
+
+    root, out = tmp_path_factory.mktemp("written-data"), tmp_path_factory.mktemp("written") / "out"
+    names = ["train/cat/0.jpg", "train/cat/1.jpg", "train/cat/2.jpg", "train/dog/3.jpg", "train/dog/4.jpg",
+             "train/dog/5.jpg", "val/cat/6.jpg", "val/dog/7.jpg", "val/dog/8.jpg", "unlabeled/9.jpg", "unlabeled/10.jpg"]
+    for seed, name in enumerate(names):
+        write_texture(root / name, seed=seed)
+    files = ingest(find_files({split: root / split for split in ("train", "val", "unlabeled")}, (".jpg",)))
+    rows = dict(zip(files[Col.PATH], files[Col.ROW]))
+    row = {name: rows[str(root / name)] for name in names}
+    copy, overlap = (row["train/cat/0.jpg"], row["train/cat/1.jpg"]), (row["train/dog/4.jpg"], row["val/dog/7.jpg"])
+    similarity = make_similarity([(*sorted(copy), 0.995), (*sorted(overlap), 0.93)])
+    matches = make_matches([(*sorted(copy), Relation.DUPLICATE.value), (*sorted(overlap), Relation.OVERLAP.value)])
+    config = CurateConfig()
+    manifest, pairs = classify_with_pairs(files, similarity, matches, config)
+    staging = new_staging(out)
+    gate = run_expectations(manifest, pairs, config, staging / "quality" / "data_docs")
+    bands = config.bands.thresholds()
+    summary = summarize(manifest, pairs, similarity, bands, [], gate)
+    write_staged(staging, manifest, pairs, summary, gate, {"config": config.model_dump(mode="json")},
+                 "Curate report: written", similarity.pairs[SIMILARITY].to_numpy(), bands)
+    publish(staging, out)
+    return out, manifest.set_index(Col.PATH, drop=False)
+
+
 def pytest_sessionfinish(session, exitstatus):
     attempts = NETWORK_LOG.read_text().splitlines()
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
