@@ -211,6 +211,7 @@ def layout(data: Path, sources: Path) -> dict[Path, str | None]:
     return expected
 
 
+@pytest.mark.slow
 def test_the_whole_corpus_through_the_flow(tmp_path):
     """One real run: every corpus file beside ordinary images, in a single-class split, a two-class split and an
     empty split. The run completes, every file found has one row, and unreadable files are dropped as corrupt."""

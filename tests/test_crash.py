@@ -12,6 +12,8 @@ import pytest
 
 from tasks.outputs import exclusive_output, interrupted_publication, new_staging
 
+pytestmark = pytest.mark.slow  # every test kills a subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = ["manifest.parquet", "summary.json", "splits/train.parquet", "report/index.html", "quality/gate.json"]
 

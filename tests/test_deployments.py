@@ -124,6 +124,7 @@ def test_prefect_yaml_declares_both_deployments_sharing_pool_and_parameters():
     assert not deployments["curate-adhoc"].get("schedules")
 
 
+@pytest.mark.slow
 def test_deploy_all_then_worker_runs_adhoc_pass_and_fail(prefect_server, tmp_path):
     env, api_url = prefect_server
     started = time.monotonic()

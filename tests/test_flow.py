@@ -1,5 +1,6 @@
 """End to end: the real `curate` flow (Prefect, fastdup, Great Expectations, Parquet) on the generated demo data,
-and its command line (its own checks, which end before the flow starts, in this process)."""
+and its command line. The runs are marked slow; the command line's own checks, which end before the flow starts,
+run in this process and are not."""
 
 import json
 import subprocess
@@ -22,6 +23,7 @@ CONTRACT_COLUMNS = (
 ).split()
 
 
+@pytest.mark.slow
 def test_run_passes_the_gate_and_writes_every_output(curated):
     status, out, manifest, truth = curated
     assert status == 0
@@ -39,6 +41,7 @@ def test_run_passes_the_gate_and_writes_every_output(curated):
     assert summary["files"] == len(truth) and summary["issues"]["corrupt"]["count"] == 3
 
 
+@pytest.mark.slow
 def test_cleaned_splits_hold_exactly_the_kept_rows(curated):
     _, out, manifest, _ = curated
     for split in ("train", "val", "unlabeled"):
@@ -47,6 +50,7 @@ def test_cleaned_splits_hold_exactly_the_kept_rows(curated):
         assert sorted(kept[Col.PATH]) == sorted(expected[Col.PATH])
 
 
+@pytest.mark.slow
 def test_decision_for_each_injected_file(curated):
     _, _, manifest, truth = curated
     rows = {path: manifest.loc[path] for path in truth}
@@ -87,6 +91,7 @@ def test_decision_for_each_injected_file(curated):
                 assert row[Col.ACTION] == "keep" and not issues - {"similar"}, context
 
 
+@pytest.mark.slow
 def test_failed_gate_exits_1_and_still_writes_outputs(demo, tmp_path):
     root, truth = demo
     out = tmp_path / "strict"
@@ -123,6 +128,7 @@ def test_usage_and_configuration_errors_exit_2_with_one_line(args, named, capsys
     assert len(lines) == 1 and named in lines[0], stderr
 
 
+@pytest.mark.slow
 def test_fewer_images_than_fastdup_needs_still_gives_every_row(tmp_path, texture):
     for index in range(3):
         texture(tmp_path / "data" / "c" / f"{index}.jpg", seed=index)
@@ -136,6 +142,7 @@ def test_fewer_images_than_fastdup_needs_still_gives_every_row(tmp_path, texture
     assert "needs at least 10" in summary["similarity"]["skipped"]
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_exits_2_at_once(demo, tmp_path):
     from tasks.outputs import exclusive_output
 
@@ -147,6 +154,7 @@ def test_a_second_run_on_the_same_output_exits_2_at_once(demo, tmp_path):
     assert not (out / "manifest.parquet").exists()
 
 
+@pytest.mark.slow
 def test_sources_are_untouched(demo, curated):
     import hashlib
 
@@ -157,6 +165,7 @@ def test_sources_are_untouched(demo, curated):
     assert sorted(str(p) for p in root.rglob("*") if p.is_file() and p.name != ".demo.json") == sorted(truth)
 
 
+@pytest.mark.slow
 def test_the_run_publishes_prefect_artifacts(curated):
     import asyncio
 
@@ -177,6 +186,7 @@ def test_the_run_publishes_prefect_artifacts(curated):
     assert links and (out / "report" / "index.html").as_uri() in str(links[0].data)
 
 
+@pytest.mark.slow
 def test_later_runs_honour_a_reviewers_overrides(demo, curated, tmp_path):
     root, truth = demo
     _, _, manifest, _ = curated
@@ -205,6 +215,7 @@ def test_dry_run_lists_and_writes_nothing(tmp_path, texture, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_no_images_anywhere_exits_2_before_anything_is_written(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_cli("--split", f"train={tmp_path / 'empty'}", "--out", str(tmp_path / "out"))
@@ -226,6 +237,7 @@ def test_the_dataset_is_named_after_the_folder_holding_its_splits(folders, expec
     assert dataset_name({name: Path(folder) for name, folder in folders.items()}, CurateConfig()) == expected
 
 
+@pytest.mark.slow
 def test_reassign_writes_each_set_of_shared_ground_to_one_split_and_the_gate_agrees(demo, tmp_path):
     """The demo with decisions.split_leak=reassign: nothing dropped for a leak, no kept files of different curated
     splits share ground unless both splits are training splits, and `flows.gate` passes on the output."""
