@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test chromium bench-quality bench-robustness bench-tiling bench-splits bench-scale bench-scale-rows clean
+.PHONY: demo test test-fast chromium bench-quality bench-robustness bench-tiling bench-splits bench-scale bench-scale-rows clean
 
 # The venv is rebuilt when a requirements file changes. requirements.lock pins every transitive package.
 $(STAMP): requirements.txt requirements-dev.txt requirements.lock
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium
 	$(PY) -m pytest
+
+# The fast tier: every test but the end-to-end, subprocess and browser ones (marked `slow`), in about a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 # The report's and the review page's browser tests need Debian's chromium (Playwright, pinned in
 # requirements-dev.txt, drives it; its own browser download is never used). Installed once when run as root; a

@@ -211,6 +211,7 @@ def layout(data: Path, sources: Path) -> dict[Path, str | None]:
     return expected
 
 
+@pytest.mark.slow
 def test_the_whole_corpus_through_the_flow(tmp_path):
     """One real run: every corpus file beside ordinary images, in a single-class split, a two-class split and an
     empty split. The run completes, every file found has one row, and unreadable files are dropped as corrupt."""
@@ -218,7 +219,7 @@ def test_the_whole_corpus_through_the_flow(tmp_path):
     expected = {str(path): error for path, error in layout(data, tmp_path / "sources").items()}
     out = tmp_path / "out"
     status = main([*(arg for split in ("train", "val", "test") for arg in ("--split", f"{split}={data / split}")),
-                   "--out", str(out)])
+                   "--out", str(out), "--set", f"cache_dir={tmp_path / 'cache'}"])
     assert status in (0, 1), "a bad input must never be a usage error (2) or a crash (3)"
 
     manifest = pd.read_parquet(out / "manifest.parquet").set_index(Col.PATH)

@@ -26,6 +26,7 @@ def run(folder, work, cache, config=SIMILARITY_CONFIG):
     return similarity.embedded, pairs
 
 
+@pytest.mark.slow
 def test_re_runs_embed_only_new_images_and_renames_hit_the_cache(tmp_path, texture):
     data, cache = tmp_path / "data", tmp_path / "cache"
     for seed in range(12):
@@ -71,6 +72,7 @@ def count_searched_rows(monkeypatch) -> list[int]:
     return searched
 
 
+@pytest.mark.slow
 def test_the_neighbour_search_covers_only_what_changed(tmp_path, texture, monkeypatch):
     data, cache = tmp_path / "data", tmp_path / "cache"
     for seed in range(12):
@@ -213,6 +215,7 @@ def test_verification_results_are_reused_by_content(tmp_path, monkeypatch):
     assert len(verified_rows) == 1, "the second run verified no pair again"
 
 
+@pytest.mark.slow
 def test_verification_chunks_share_features_within_their_budget(tmp_path, texture, monkeypatch):
     """Chunks cut by pairs touch the same images; the process keeps their features within the budget."""
     from tasks import verify
@@ -268,6 +271,7 @@ def test_result_cache_keeps_arrays_and_missing_values(tmp_path):
     assert not b["valid"] and b["signature"] is None and b["parts"] is None
 
 
+@pytest.mark.slow
 def test_verification_cuts_a_chunk_for_each_slot_of_the_runner(tmp_path, texture):
     """A runner that runs two chunks at once gets at least two, which share the verification threads (one each of
     the default two); the verdicts are those of one chunk."""

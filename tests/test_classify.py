@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tasks import classify as classify_stage
-from tasks.classify import DETECTORS, connected_groups
+from tasks.classify import DETECTORS, connected_groups, detector
 from tasks.config import CurateConfig, apply_assignments, parse_config
 from tasks.geometry import shares
 from tasks.relations import build_relations, pairs_with_paths
@@ -84,8 +84,17 @@ def by_path(manifest: pd.DataFrame) -> dict[str, pd.Series]:
     return {row[Col.PATH]: row for _, row in manifest.iterrows()}
 
 
-def test_every_issue_has_exactly_one_detector():
-    assert set(DETECTORS) == set(Issue)
+def test_a_second_detector_for_an_issue_is_refused():
+    """Importing tasks.classify already fails when an issue has no detector, so this checks the other half of
+    "exactly one": registering a second detector for an issue raises and leaves the registry as it was."""
+    registered = dict(DETECTORS)
+
+    def second_opinion(evidence):
+        raise AssertionError("never registered, never run")
+
+    with pytest.raises(ValueError, match="already has a detector"):
+        detector(Issue.DARK)(second_opinion)
+    assert DETECTORS == registered
 
 
 def test_bands_groups_and_keeper_rule():

@@ -12,6 +12,8 @@ import pytest
 
 from tasks.outputs import exclusive_output, interrupted_publication, new_staging
 
+pytestmark = pytest.mark.slow  # every test kills a subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = ["manifest.parquet", "summary.json", "splits/train.parquet", "report/index.html", "quality/gate.json"]
 
@@ -71,7 +73,8 @@ def test_a_whole_run_killed_midway_leaves_the_previous_outputs(demo, curated, tm
     shutil.copytree(finished, out)
     before = (out / "manifest.parquet").read_bytes()
     args = [sys.executable, "-m", "flows.curate",
-            *[a for s in ("train", "val", "unlabeled") for a in ("--split", f"{s}={root / s}")], "--out", str(out)]
+            *[a for s in ("train", "val", "unlabeled") for a in ("--split", f"{s}={root / s}")], "--out", str(out),
+            "--set", f"cache_dir={tmp_path / 'cache'}"]
     # Its own process group, so the kill also takes the temporary Prefect server it starts (as a supervisor
     # killing a pipeline would); a killed run must not leave an orphan server behind.
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

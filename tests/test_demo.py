@@ -58,6 +58,11 @@ def test_every_kind_and_split_is_present(default_build: tuple[Path, list[DemoFil
     assert {demo_file.split for demo_file in files} == set(demo.DEMO_SPLITS)
 
 
+def test_near_copies_and_overlaps_are_all_present(default_build: tuple[Path, list[DemoFile]]) -> None:
+    _, files = default_build
+    assert {demo_file.kind for demo_file in files} >= {*demo.NEAR_COPY_KINDS, *demo.OVERLAP_KINDS}
+
+
 def test_descriptions_match_the_files_on_disk(default_build: tuple[Path, list[DemoFile]]) -> None:
     root, files = default_build
     described = {demo_file.path for demo_file in files}

@@ -124,6 +124,7 @@ def test_prefect_yaml_declares_both_deployments_sharing_pool_and_parameters():
     assert not deployments["curate-adhoc"].get("schedules")
 
 
+@pytest.mark.slow
 def test_deploy_all_then_worker_runs_adhoc_pass_and_fail(prefect_server, tmp_path):
     env, api_url = prefect_server
     started = time.monotonic()
@@ -153,11 +154,12 @@ def test_deploy_all_then_worker_runs_adhoc_pass_and_fail(prefect_server, tmp_pat
     files = build_demo_dataset(data, tiles_per_class=MIN_TILES_PER_CLASS)
     splits = {split: str(data / split) for split in ("train", "val", "unlabeled")}
     passing, failing = tmp_path / "curated", tmp_path / "strict"
+    cache = {"cache_dir": str(tmp_path / "cache")}  # the default, data/cache, is inside the repository
     run_ids = {}
     for out, params in (
-        (passing, {"splits": splits, "out": str(passing)}),
+        (passing, {"splits": splits, "out": str(passing), "config": cache}),
         # Overrides merge only at the top level: `config` is the whole configuration object.
-        (failing, {"splits": splits, "out": str(failing), "config": {"gate": {"max_drop_share": 0.01}}}),
+        (failing, {"splits": splits, "out": str(failing), "config": {**cache, "gate": {"max_drop_share": 0.01}}}),
     ):
         output = prefect(env, "deployment", "run", "curate/curate-adhoc", "--params", json.dumps(params))
         match = RUN_ID.search(output)

@@ -1,9 +1,8 @@
-"""Export: the kept files of a real curated output as split folders, sources untouched."""
+"""Export: the kept files of a curated output as split folders, sources untouched. The output is conftest's
+`written_output` (the stage functions' own writing, without a flow run), and once a real run's."""
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,11 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from flows.export import main
 from tasks.errors import OutputError
 from tasks.export import export_names, export_splits
 from tasks.schema import Col
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def source_state(paths) -> dict[str, tuple[bytes, int]]:
@@ -23,11 +21,23 @@ def source_state(paths) -> dict[str, tuple[bytes, int]]:
 
 
 @pytest.mark.parametrize("mode", ["hardlink", "symlink", "copy"])
-def test_each_kept_file_lands_in_its_split_and_label_folder_and_sources_stay_as_they_were(curated, tmp_path, mode):
+def test_each_kept_file_lands_in_its_split_and_label_folder_and_sources_stay_as_they_were(
+    written_output, tmp_path, mode
+):
+    out, manifest = written_output
+    assert_exported(out, manifest, tmp_path / "export", mode)
+
+
+@pytest.mark.slow
+def test_a_real_runs_kept_files_are_exported(curated, tmp_path):
     _, out, manifest, _ = curated
+    assert_exported(out, manifest, tmp_path / "export", "hardlink")
+
+
+def assert_exported(out: Path, manifest: pd.DataFrame, dest: Path, mode: str) -> None:
     kept = manifest[manifest[Col.ACTION] == "keep"]
+    assert len(kept) and kept[Col.LABEL].isna().any() and kept[Col.LABEL].notna().any()
     before = source_state(kept[Col.PATH])
-    dest = tmp_path / "export"
 
     exported = export_splits(out, dest, mode)
 
@@ -45,29 +55,26 @@ def test_each_kept_file_lands_in_its_split_and_label_folder_and_sources_stay_as_
     assert source_state(kept[Col.PATH]) == before
 
 
-def test_a_full_destination_is_refused_unless_replaced(curated, tmp_path):
-    _, out, _, _ = curated
+def test_a_full_destination_is_refused_unless_replaced(written_output, tmp_path, capsys):
+    out, _ = written_output
     dest = tmp_path / "export"
     dest.mkdir()
     (dest / "mine.txt").write_text("a user's file")
     with pytest.raises(OutputError, match="not empty"):
         export_splits(out, dest)
     assert (dest / "mine.txt").read_text() == "a user's file"
-    result = subprocess.run([sys.executable, "-m", "flows.export", str(out), str(dest)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "--replace" in result.stderr
+    assert main([str(out), str(dest)]) == 2  # python -m flows.export OUT DEST
+    assert "--replace" in capsys.readouterr().err
 
-    result = subprocess.run([sys.executable, "-m", "flows.export", str(out), str(dest), "--replace"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    assert main([str(out), str(dest), "--replace"]) == 0
     assert not (dest / "mine.txt").exists() and {"train", "val", "unlabeled"} <= {p.name for p in dest.iterdir()}
-    assert "exported" in result.stdout
+    assert "exported" in capsys.readouterr().out
 
 
-def test_files_of_one_name_in_one_folder_get_a_stable_suffix(curated, tmp_path):
+def test_files_of_one_name_in_one_folder_get_a_stable_suffix(written_output, tmp_path):
     """Two kept files named alike in different source folders, written to one split and label (as reassign can
     send them): the first by path keeps the name, the other gets a suffix from its path, the same every time."""
-    _, out, manifest, _ = curated
+    out, _ = written_output
     edited = tmp_path / "out"
     shutil.copytree(out, edited)
     table = pq.read_table(edited / "manifest.parquet")

@@ -1,15 +1,18 @@
-"""The gate before training: `python -m flows.gate OUT` and `load_split` on a real curated output."""
+"""The gate before training: `flows.gate` (its `main`, and once as `python -m flows.gate OUT` on a real run's output)
+and `load_split`, on a curated output the stage functions wrote (conftest's `written_output`)."""
 
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from flows import gate
 from tasks.errors import DatasetError
 from tasks.gate import check_output, load_split
 from tasks.schema import Col
@@ -17,13 +20,26 @@ from tasks.schema import Col
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_gate(out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.gate", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+class Gate(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_a_fresh_output_passes_and_loads(curated):
-    _, out, manifest, _ = curated
+@pytest.fixture
+def run_gate(capsys):
+    """`python -m flows.gate OUT` in this process: its exit status and what it printed."""
+
+    def run(out: Path) -> Gate:
+        capsys.readouterr()
+        status = gate.main([str(out)])
+        return Gate(status, *capsys.readouterr())
+
+    return run
+
+
+def test_a_fresh_output_passes_and_loads(written_output, run_gate):
+    out, manifest = written_output
     assert check_output(out).success
     train = load_split(out, "train")
     expected = manifest[(manifest[Col.SPLIT] == "train") & (manifest[Col.ACTION] == "keep")]
@@ -33,8 +49,20 @@ def test_a_fresh_output_passes_and_loads(curated):
     assert result.returncode == 0 and "passed" in result.stdout
 
 
-def test_an_edited_split_fails_the_gate(curated, tmp_path):
-    _, out, _, _ = curated
+@pytest.mark.slow
+def test_a_real_runs_output_passes_the_gate_command_and_loads(curated):
+    """The flow's own output, through the command a training job runs."""
+    _, out, manifest, _ = curated
+    result = subprocess.run([sys.executable, "-m", "flows.gate", str(out)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "passed" in result.stdout, result.stderr
+    for split in ("train", "val", "unlabeled"):
+        expected = manifest[(manifest[Col.CURATED_SPLIT] == split) & (manifest[Col.ACTION] == "keep")]
+        assert sorted(load_split(out, split)[Col.PATH]) == sorted(expected[Col.PATH]), split
+
+
+def test_an_edited_split_fails_the_gate(written_output, run_gate, tmp_path):
+    out, _ = written_output
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
     train = pd.read_parquet(copy / "splits" / "train.parquet")
@@ -43,14 +71,14 @@ def test_an_edited_split_fails_the_gate(curated, tmp_path):
     assert result.returncode == 1 and "splits_match_manifest" in result.stderr
 
 
-def test_a_leak_kept_by_hand_fails_the_gate_and_a_missing_pairs_file_exits_2(curated, tmp_path):
-    """Keep, as a reviewer might, the training tile the demo drops for showing ground of a val tile: the re-check
-    fails on the leak. Without pairs.parquet the output cannot be checked at all."""
-    _, out, manifest, _ = curated
+def test_a_leak_kept_by_hand_fails_the_gate_and_a_missing_pairs_file_exits_2(written_output, run_gate, tmp_path):
+    """Keep, as a reviewer might, the training tile dropped for showing ground of a val tile: the re-check fails on
+    the leak. Without pairs.parquet the output cannot be checked at all."""
+    out, manifest = written_output
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
     leaking = manifest[manifest[Col.LEAKS_INTO].notna() & (manifest[Col.ACTION] == "drop")]
-    assert len(leaking), "the demo has a training tile that overlaps a val tile"
+    assert len(leaking), "the output has a training tile that overlaps a val tile"
     edited = pd.read_parquet(copy / "manifest.parquet")
     edited.loc[edited[Col.PATH].isin(leaking[Col.PATH]), Col.ACTION] = "keep"
     table = pq.read_table(copy / "manifest.parquet")
@@ -64,15 +92,15 @@ def test_a_leak_kept_by_hand_fails_the_gate_and_a_missing_pairs_file_exits_2(cur
     assert result.returncode == 2 and "pairs.parquet" in result.stderr
 
 
-def test_a_missing_output_exits_2(tmp_path):
+def test_a_missing_output_exits_2(run_gate, tmp_path):
     result = run_gate(tmp_path / "nothing")
     assert result.returncode == 2 and "manifest.parquet" in result.stderr
     with pytest.raises(DatasetError):
         load_split(tmp_path, "train")
 
 
-def test_an_interrupted_publication_is_not_trusted(curated, tmp_path):
-    _, out, _, _ = curated
+def test_an_interrupted_publication_is_not_trusted(written_output, run_gate, tmp_path):
+    out, _ = written_output
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
     (copy / ".publishing").write_text(".staging-killed")  # as a run killed while publishing leaves it
@@ -80,6 +108,7 @@ def test_an_interrupted_publication_is_not_trusted(curated, tmp_path):
     assert result.returncode == 2 and "killed while publishing" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_re_check_loads_neither_opencv_nor_fastdup():
     """`flows.gate` runs right before training, often in the training job's own environment: it reads Parquet and
     runs the expectations, and loads no image library's thread pools (a process that had loaded OpenCV once ended

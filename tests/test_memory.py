@@ -8,6 +8,8 @@ import pytest
 
 from tasks.memory import MALLOC_ARENAS, _glibc
 
+pytestmark = pytest.mark.slow  # every test measures a fresh subprocess
+
 needs_glibc = pytest.mark.skipif(_glibc() is None, reason="glibc's malloc only")
 
 # Fills malloc's heap with 64 KB arrays (below the size that gets pages of its own), frees every other one, and

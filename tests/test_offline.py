@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tasks.demo import MIN_TILES_PER_CLASS, build_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +27,7 @@ def guarded_run(args: list[str], tmp_path: Path) -> tuple[subprocess.CompletedPr
     return result, log.read_text().splitlines()
 
 
+@pytest.mark.slow
 def test_the_guard_sees_an_outbound_attempt(tmp_path):
     code = "import socket\ntry:\n    socket.create_connection(('example.com', 443), timeout=1)\nexcept OSError:\n    pass"
     result, attempts = guarded_run(["-c", code], tmp_path)
@@ -32,11 +35,13 @@ def test_the_guard_sees_an_outbound_attempt(tmp_path):
     assert attempts and "example.com" in attempts[0]
 
 
+@pytest.mark.slow
 def test_a_whole_run_attempts_no_outbound_connection(tmp_path):
     root = tmp_path / "data"
     build_demo_dataset(root, tiles_per_class=MIN_TILES_PER_CLASS)
     splits = [arg for split in ("train", "val", "unlabeled") for arg in ("--split", f"{split}={root / split}")]
-    result, attempts = guarded_run(["-m", "flows.curate", *splits, "--out", str(tmp_path / "out")], tmp_path)
+    result, attempts = guarded_run(["-m", "flows.curate", *splits, "--out", str(tmp_path / "out"),
+                                    "--set", f"cache_dir={tmp_path / 'cache'}"], tmp_path)
     assert result.returncode in (0, 1), result.stderr[-3000:]
     assert (tmp_path / "out" / "manifest.parquet").is_file()
     assert attempts == [], attempts

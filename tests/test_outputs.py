@@ -15,7 +15,10 @@ PASSED = GateResult(success=True, outcomes=[], raw={})
 
 
 @pytest.fixture
-def curated():
+def classified():
+    """Six hand-made rows (no images) through relations and classification: the manifest, the related pairs by path
+    and the similarity. Files 0-2 (train) are one set of copies; 3 (train) overlaps 4 (val). Not conftest's
+    `curated`, a real run's outputs."""
     files = make_files([{Col.PATH: f"/d/{i}.jpg", Col.SPLIT: "train" if i < 4 else "val", Col.LABEL: "x"}
                         for i in range(6)])
     similarity = make_similarity([(0, 1, 0.995), (0, 2, 0.995), (1, 2, 0.995), (3, 4, 0.95)])
@@ -23,8 +26,8 @@ def curated():
     return *classify_with_pairs(files, similarity, matches, CurateConfig()), similarity
 
 
-def test_summary_counts_distinct_pairs_and_images_with_denominators(curated):
-    manifest, pairs, similarity = curated
+def test_summary_counts_distinct_pairs_and_images_with_denominators(classified):
+    manifest, pairs, similarity = classified
     summary = summarize(manifest, pairs, similarity, BANDS, [], PASSED)
     assert summary["files"] == 6
     assert summary["pairs"][Band.IDENTICAL] == {"above": 0.99, "count": 3, "of": 15, "share": 0.2}
@@ -38,8 +41,8 @@ def test_summary_counts_distinct_pairs_and_images_with_denominators(curated):
     assert summary["split_leaks"]["drop"]["count"] == 1  # 3 (train) overlaps 4 (val)
 
 
-def test_outputs_are_staged_then_published(tmp_path, curated):
-    manifest, pairs, similarity = curated
+def test_outputs_are_staged_then_published(tmp_path, classified):
+    manifest, pairs, similarity = classified
     out = tmp_path / "out"
     for run in range(2):  # the second run replaces the first's outputs
         staging = new_staging(out)

@@ -294,6 +294,7 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "HOME": str(profile)})
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed: `apt-get install -y chromium` "
                     "(make test installs it when run as root)")
 def test_report_renders_in_a_real_browser(tmp_path, dataset):

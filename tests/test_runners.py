@@ -17,6 +17,7 @@ from tests.conftest import split_args
 SIMILARITY_CONFIG = CurateConfig().expert.similarity
 
 
+@pytest.mark.slow
 def test_chunked_embedding_finds_the_same_neighbours(tmp_path, texture):
     for seed in range(13):
         texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
@@ -46,6 +47,7 @@ def dask_cluster():
         yield cluster.scheduler_address
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["--dask-address", "runner.kind=dask", "runner.kind=processes"])
 def test_other_runners_give_the_same_manifest_as_the_default_runner(where, curated, demo, tmp_path, request):
     """Two Dask worker processes (an existing cluster reached by its address, or a local one the run starts) or

@@ -80,6 +80,7 @@ def test_k_is_capped_and_compact_items_are_scaled() -> None:
     assert list(found[0]) == [2, 1] and values[0, 0] == pytest.approx(128 / 255)
 
 
+@pytest.mark.slow
 def test_nearest_neighbours_match_fastdups_own_search(tmp_path) -> None:
     """fastdup's search over supplied vectors, as Curate used it before, finds the same k neighbours."""
     import fastdup
