@@ -29,9 +29,11 @@ from tasks.chunks import ChunkMap, chunked, run_here
 from tasks.config import SimilarityConfig
 from tasks.memory import release_free_memory
 from tasks.progress import follow_percentages
-from tasks.schema import Col
+from tasks.schema import Col, MatchCol
 
-PAIR_A, PAIR_B, SIMILARITY, RANK = "row_a", "row_b", "similarity", "rank"
+# `tasks.schema.MatchCol`'s names for a pair's two rows, its similarity and its rank, as this module's users import
+# them.
+PAIR_A, PAIR_B, SIMILARITY, RANK = MatchCol.ROW_A, MatchCol.ROW_B, MatchCol.SIMILARITY, MatchCol.RANK
 # Part of the last search's key: change it whenever a change of code changes the neighbours found.
 SEARCH_VERSION = "exact cosine 1"
 
