@@ -5,8 +5,8 @@
 BEFORE_OUT and AFTER_OUT are two `--out` folders (a benchmark's ``curate-out``). Every Parquet file of BEFORE_OUT
 (``manifest.parquet``, ``pairs.parquet``, ``splits/*.parquet``) must be in AFTER_OUT with the same rows (sorted by
 their paths) and columns, value for value: paths relative to each folder's parent (where the benchmarks put the
-dataset), floats within the tolerance, lists element by element, missing as missing. The files' metadata (the
-configuration and timings of the run) is not compared.
+dataset), in path columns and in the reasons that quote them; floats within the tolerance, lists element by
+element, missing as missing. The files' metadata (the configuration and timings of the run) is not compared.
 
 A ``pairs.parquet`` written before the accepting check's ``score`` was split into ``inlier_ratio`` and
 ``correlation`` is compared through the new names: each pair's score must be the one its check measures (the
@@ -57,13 +57,14 @@ def same_value(before: object, after: object, tolerance: float) -> bool:
 
 
 def relative_paths(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
-    """`frame` with every string that starts with `root` written relative to it."""
+    """`frame` with every path below `root` in its strings written relative to it: path columns, and the paths
+    that a manifest's reasons quote."""
     prefix = f"{root}/"
     frame = frame.copy()
     for column in frame.columns:
         if frame[column].map(lambda value: isinstance(value, str)).any():
             frame[column] = frame[column].map(
-                lambda value: value.removeprefix(prefix) if isinstance(value, str) else value)
+                lambda value: value.replace(prefix, "") if isinstance(value, str) else value)
     return frame
 
 
