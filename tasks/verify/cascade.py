@@ -20,6 +20,7 @@ FineFeatures = Callable[[ImageFeatures], ImageFeatures | None]
 
 
 def extract_fine(features: ImageFeatures) -> ImageFeatures | None:
+    """The image's features at the fine resolution, extracted again from its file."""
     return extract_features(features.path, FINE)
 
 

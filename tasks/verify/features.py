@@ -140,7 +140,7 @@ def _detect(gray: np.ndarray, n_features: int) -> tuple[Sequence[cv2.KeyPoint], 
     if min(gray.shape) <= 2 * PATCH_SIZE:  # OpenCV's pyramid also fails outright on 1-pixel images
         return (), None, np.empty(0, np.int64)
     keypoints, descriptors = _orb(n_features, FAST_THRESHOLD).detectAndCompute(gray, None)
-    if len(keypoints) < n_features // 2 and LOW_TEXTURE_FAST_THRESHOLD < FAST_THRESHOLD:
+    if len(keypoints) < n_features // 2:
         keypoints, descriptors = _orb(n_features, LOW_TEXTURE_FAST_THRESHOLD).detectAndCompute(gray, None)
     # Sorted in numpy rather than as Python objects: this runs with the GIL held while the other threads wait.
     return keypoints, descriptors, np.argsort([-keypoint.response for keypoint in keypoints], kind="stable")
