@@ -92,7 +92,7 @@ class Col:
     NN_SIMILARITY = "nn_similarity"
     DENSITY_RATIO = "density_ratio"
     MATCH_PATH = "match_path"
-    MATCH_SCORE = "match_score"
+    MATCH_SCORE = "match_score"  # the best relation's evidence score: `tasks.relations.evidence_score`
     MATCH_TRANSFORM = "match_transform"
     DUP_GROUP = "dup_group"
     CLUSTER = "cluster"
