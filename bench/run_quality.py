@@ -138,15 +138,16 @@ def check_false_matches(rsscn7: Path, count: int, seed: int = 0) -> dict:
     verified = verify_pairs(pairs, load_config().expert.verification)
     accepted = verified[verified["evidence"] != ""]
     return {"pairs": len(pairs), "seed": seed, "seconds": round(time.perf_counter() - start, 1),
-            "accepted": accepted[["a", "b", "evidence", "transform", "match_score", "share_a", "share_b"]
-                                 ].to_dict("records")}
+            "accepted": accepted[["a", "b", "evidence", "transform", "inlier_ratio", "correlation", "share_a",
+                                  "share_b"]].to_dict("records")}
 
 
 def false_match_summary(check: dict) -> str:
     lines = [f"{check['pairs']} random pairs of distinct tiles of one class (seed {check['seed']}, listed overlaps "
              f"excluded), verified in {check['seconds']:.1f} s: {len(check['accepted'])} accepted. Each accepted "
              "pair is a false match or an overlap the list misses: look at it."]
-    lines += [f"- `{row['a']}` ~ `{row['b']}`: {row['evidence']}, {row['transform']}, score {row['match_score']:.2f}, "
+    lines += [f"- `{row['a']}` ~ `{row['b']}`: {row['evidence']}, {row['transform']}, inlier ratio "
+              f"{row['inlier_ratio']:.2f}, correlation {row['correlation']:.2f}, "
               f"shares {row['share_a']:.2f} and {row['share_b']:.2f}" for row in check["accepted"]]
     return "\n".join(lines)
 

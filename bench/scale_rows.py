@@ -62,11 +62,9 @@ from tasks.imagestats import (
 from tasks.geometry import IDENTITY
 from tasks.outputs import new_staging, publish, summarize, write_staged
 from tasks.relations import build_relations, pairs_with_paths
-from tasks.schema import Check, Col, Relation
+from tasks.schema import Check, Col, MatchCol, Relation
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, unordered_pairs
-from tasks.verify import (
-    A_TO_B, COLOUR_SIMILARITY, EVIDENCE, INLIERS, MATCH_SCORE, SHARE_A, SHARE_B, TRANSFORM,
-)
+from tasks.verify import Stage
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -334,15 +332,22 @@ def generate(n: int, seed: int = 0, work: Path = DEFAULT_WORK, images: bool = Tr
         PAIR_A: np.minimum(group_a, group_b), PAIR_B: np.maximum(group_a, group_b),
     })
     matches = matches.merge(pairs, on=[PAIR_A, PAIR_B], how="left")
-    matches[COLOUR_SIMILARITY] = np.einsum("ij,ij->i", signatures[group_a], signatures[group_b]).astype(np.float32)
-    matches[EVIDENCE] = pd.Series(np.where(duplicate, Check.KEYPOINTS.value, Check.PHASE_CORRELATION.value),
-                                  dtype="str")
-    matches[MATCH_SCORE] = np.where(duplicate, rng.uniform(0.6, 0.95, len(edges)), rng.uniform(0.3, 0.6, len(edges)))
-    matches[INLIERS] = rng.integers(20, 200, len(edges)).astype(np.int64)
-    matches[TRANSFORM] = pd.Series(group_transform, dtype="str")
-    for share in (SHARE_A, SHARE_B):
+    matches[MatchCol.COLOUR_SIMILARITY] = np.einsum("ij,ij->i", signatures[group_a], signatures[group_b]
+                                                    ).astype(np.float32)
+    matches[MatchCol.STAGE] = pd.Series(np.where(duplicate, Stage.KEYPOINTS.value, Stage.CORRELATION.value),
+                                        dtype="str")
+    matches[MatchCol.EVIDENCE] = pd.Series(np.where(duplicate, Check.KEYPOINTS.value, Check.PHASE_CORRELATION.value),
+                                           dtype="str")
+    matches[MatchCol.REASON] = pd.Series([""] * len(edges), dtype="str")
+    # Keypoint matches measure an inlier ratio, correlation matches a correlation.
+    scores = np.where(duplicate, rng.uniform(0.6, 0.95, len(edges)), rng.uniform(0.3, 0.6, len(edges)))
+    matches[MatchCol.INLIER_RATIO] = np.where(duplicate, scores, np.nan)
+    matches[MatchCol.CORRELATION] = np.where(duplicate, np.nan, scores)
+    matches[MatchCol.INLIERS] = rng.integers(20, 200, len(edges)).astype(np.int64)
+    matches[MatchCol.TRANSFORM] = pd.Series(group_transform, dtype="str")
+    for share in (MatchCol.SHARE_A, MatchCol.SHARE_B):
         matches[share] = np.where(duplicate, rng.uniform(0.9, 1.0, len(edges)), rng.uniform(0.2, 0.6, len(edges)))
-    matches[A_TO_B] = pd.Series([IDENTITY.ravel()] * len(edges), dtype=object)
+    matches[MatchCol.A_TO_B] = pd.Series([IDENTITY.ravel()] * len(edges), dtype=object)
     matches = matches.sort_values([PAIR_A, PAIR_B]).reset_index(drop=True)
 
     counts = {

@@ -22,6 +22,7 @@ from tasks.config import CurateConfig
 from tasks.decisions import ENGINE_ERROR, decide
 from tasks.imagestats import robust_z
 from tasks.overrides import apply_overrides
+from tasks.relations import evidence_score
 from tasks.schema import Action, Band, Col, Issue, PairCol, Relation
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, both_sides, neighbours_by_row
 
@@ -116,16 +117,19 @@ def _nearest_neighbours(files: pd.DataFrame, neighbours: pd.DataFrame) -> pd.Dat
 
 
 def _best_matches(frame: pd.DataFrame, relations: pd.DataFrame) -> pd.DataFrame:
-    """Each row's strongest relation: exact, then duplicate, then overlap; then the higher score."""
-    both = both_sides(relations[[PairCol.ROW_A, PairCol.ROW_B, PairCol.RELATION, PairCol.SCORE, PairCol.TRANSFORM]])
+    """Each row's strongest relation: exact, then duplicate, then overlap; then the higher score of its evidence
+    (`evidence_score`)."""
+    scored = relations.assign(score=evidence_score(relations[PairCol.EVIDENCE], relations[PairCol.INLIER_RATIO],
+                                                   relations[PairCol.CORRELATION]))
+    both = both_sides(scored[[PairCol.ROW_A, PairCol.ROW_B, PairCol.RELATION, "score", PairCol.TRANSFORM]])
     strength = both[PairCol.RELATION].map({relation.value: rank for rank, relation in enumerate(Relation)})
-    best = both.assign(strength=strength).sort_values(["row", "strength", PairCol.SCORE, "other"],
+    best = both.assign(strength=strength).sort_values(["row", "strength", "score", "other"],
                                                       ascending=[True, True, False, True])
     best = best.drop_duplicates("row").set_index("row")
     return pd.DataFrame(
         {
             Col.MATCH_PATH: frame[Col.PATH].reindex(best["other"].to_numpy()).to_numpy(),
-            Col.MATCH_SCORE: best[PairCol.SCORE].astype("float64").to_numpy(),
+            Col.MATCH_SCORE: best["score"].astype("float64").to_numpy(),
             Col.MATCH_TRANSFORM: best[PairCol.TRANSFORM].to_numpy(),
         },
         index=best.index,

@@ -37,8 +37,8 @@ class SimilarityConfig(_Section):
 
 
 class VerificationConfig(_Section):
-    """Which neighbour pairs are verified, and how (keypoints and a geometric fit, then a correlation of
-    thumbnails for pairs the keypoints reject; see `tasks.verify`).
+    """Which neighbour pairs are verified (the `candidate*` keys), and the thresholds that accept a pair (the
+    others); the algorithm's own constants sit with its stages in `tasks.verify` (docs/VERIFICATION.md).
 
     Defaults measured on RSSCN7 aerial tiles (docs/BENCHMARKS.md)."""
 
@@ -75,42 +75,14 @@ class VerificationConfig(_Section):
         0.9, ge=0.0, le=1.0, description="A structure neighbour at least this similar (cosine) is verified."
     )
 
-    max_side: int = Field(
-        200, ge=64, le=2048, description="Longest side of the working image; larger images are shrunk to it."
-    )
-    n_features: int = Field(
-        250, ge=50, le=5000, description="Most ORB keypoints kept per image; pair time grows with its square."
-    )
-    mirror_features: int = Field(
-        100, ge=10, le=5000,
-        description="Strongest keypoints also described on the mirrored image, to match mirror copies.",
-    )
-    patch_size: int = Field(
-        19, ge=9, le=63, description="ORB descriptor patch and border width, in working pixels."
-    )
-    fast_threshold: int = Field(20, ge=1, le=100, description="FAST corner threshold used first.")
-    low_texture_fast_threshold: int = Field(
-        5, ge=1, le=100, description="FAST threshold retried when an image yields under half of n_features."
-    )
-    contrast_clip: float = Field(
-        0.01, ge=0.0, lt=0.5, description="Share of pixels clipped at each end when stretching grey levels."
-    )
-    ratio_test: float = Field(
-        0.8, gt=0.0, le=1.0, description="Lowe ratio: best match distance must be below this share of the second best."
-    )
-    ransac_threshold: float = Field(
-        3.0, gt=0.0, le=20.0, description="RANSAC reprojection error tolerance, in working-image pixels."
-    )
     min_inliers: int = Field(8, ge=3, le=1000, description="Fewest RANSAC inliers to accept a geometric match.")
     min_inlier_ratio: float = Field(
         0.15, ge=0.0, le=1.0, description="Smallest share of one-to-one ratio-test matches that are RANSAC inliers."
     )
-    max_scale_change: float = Field(
-        4.0, ge=1.0, le=16.0, description="Largest accepted size ratio between the two working images' contents."
-    )
     overlap_min_coverage: float = Field(
         0.1, ge=0.0, le=1.0, description="Smallest share of the smaller image inside the shared region for a "
-        "keypoint match to be accepted."
+        "keypoint match to be accepted; also how much accepted pairs must place two other files over each other "
+        "for that pair to be verified too."
     )
     min_detail_agreement: float = Field(
         0.25, ge=-1.0, le=1.0, description="A match is accepted only if the images' fine detail, aligned by it (for "
@@ -118,49 +90,16 @@ class VerificationConfig(_Section):
         "from the inliers (median over a grid of cells): a caption or logo shared by different images fits like a "
         "copy, but only on itself. -1 turns the check off."
     )
-    refine_min_inliers: int = Field(
-        4, ge=0, le=1000, description="A pair rejected at the working size with at least this many inliers is "
-        "matched again on finer features."
-    )
-    refine_min_peak: float = Field(
-        0.05, ge=0.0, le=1.0, description="A pair rejected by both stages whose correlation surface peaked at least "
-        "this high (share of the surface's sum) is matched again on finer features: the thumbnails share structure "
-        "that their correlation could not confirm. Before that, such a placement is accepted if its median cell "
-        "correlates at `min_correlation` (a watermark stamped on a copy weakens only the cells it covers)."
-    )
-    refine_max_side: int = Field(
-        400, ge=64, le=4096, description="Longest side of the working image in the finer second pass."
-    )
-    refine_n_features: int = Field(
-        500, ge=50, le=5000, description="Most ORB keypoints kept per image in the finer second pass."
-    )
-    correlation_zooms: tuple[float, ...] = Field(
-        (2.0,), max_length=8, description="Zoom factors (each > 1) tested, both ways, by the correlation stage "
-        "for pairs the keypoints rejected; a shift at the same scale is always tested."
-    )
     min_correlation: float = Field(
         0.7, gt=0.0, le=1.0, description="Normalised cross-correlation of the aligned, high-passed overlap that "
-        "accepts a correlation match (or of its median cell, see `refine_min_peak`)."
-    )
-    correlation_min_half: float = Field(
-        0.5, ge=-1.0, le=1.0, description="Correlation that each half of the aligned overlap (cut across its longer "
-        "side) must reach too: shared ground correlates throughout, one shared-looking edge does not."
-    )
-    search_min_correlation: float = Field(
-        0.8, gt=0.0, le=1.0, description="Normalised cross-correlation that accepts a placement found by searching "
-        "every shift at the same scale (a strip too thin for phase correlation): stricter than `min_correlation`, "
-        "as the search tries thousands of placements where phase correlation proposes a few."
-    )
-    correlation_min_overlap: float = Field(
-        0.1, gt=0.0, le=1.0, description="Smallest aligned overlap a correlation match may rest on, as a share of "
-        "the correlation thumbnail's area."
+        "accepts a correlation match (or of its median cell, for a placement whose correlation peak is strong)."
     )
 
-    @model_validator(mode="after")
-    def _zooms_enlarge(self) -> "VerificationConfig":
-        if any(not 1.0 < zoom <= 8.0 for zoom in self.correlation_zooms):
-            raise ValueError("correlation_zooms must each lie in (1, 8]")
-        return self
+    def verdict_settings(self) -> str:
+        """The keys that can change a verified pair's verdict, as JSON: every key but the `candidate*` keys, which
+        only choose the pairs. The verification cache is keyed by them, so changing a candidate key re-verifies
+        nothing verified before."""
+        return self.model_dump_json(exclude={name for name in type(self).model_fields if name.startswith("candidate")})
 
 
 class BandsConfig(_Section):

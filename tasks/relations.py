@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.geometry import IDENTITY, describe, shares, square_boxes, stacked
-from tasks.schema import Check, Col, PairCol, Relation
-from tasks.verify import A_TO_B, EVIDENCE, MATCH_SCORE, SHARE_A, SHARE_B, TRANSFORM
+from tasks.schema import Check, Col, MatchCol, PairCol, Relation
 
 # A file related to more files than this is not composed through (a blank or repeated tile related to many would
 # make pairs by the square of its relations).
@@ -28,7 +27,10 @@ MAX_COMPOSED_DEGREE = 64
 # errors can make tiles that only touch seem to share a sliver.
 MIN_COMPOSED_SHARE = 0.02
 RELATION_COLUMNS = [PairCol.ROW_A, PairCol.ROW_B, PairCol.RELATION, PairCol.SHARE_A, PairCol.SHARE_B,
-                    PairCol.TRANSFORM, PairCol.SCORE, PairCol.EVIDENCE, PairCol.CROSS_SPLIT, PairCol.A_TO_B]
+                    PairCol.TRANSFORM, PairCol.INLIER_RATIO, PairCol.CORRELATION, PairCol.EVIDENCE, PairCol.CROSS_SPLIT,
+                    PairCol.A_TO_B]
+# The scores of each relation's evidence, each NaN where its check did not measure it.
+SCORES = [PairCol.INLIER_RATIO, PairCol.CORRELATION]
 
 
 def exact_pairs(files: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -39,6 +41,14 @@ def exact_pairs(files: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     first = readable.groupby(Col.SHA256)[Col.ROW].transform("min")
     linked = readable[readable[Col.ROW] != first]
     return first[linked.index].to_numpy(dtype=np.int64), linked[Col.ROW].to_numpy(dtype=np.int64)
+
+
+def evidence_score(evidence: np.ndarray, inlier_ratio: np.ndarray, correlation: np.ndarray) -> np.ndarray:
+    """How strongly each relation's evidence holds, as the manifest's `match_score` reports it: 1 for the same bytes,
+    else the inlier ratio or the correlation, whichever its check measured (for a composition, the weaker of its two
+    relations': the smaller of both kinds)."""
+    measured = np.fmin(np.asarray(inlier_ratio, float), np.asarray(correlation, float))
+    return np.where(np.asarray(evidence) == Check.SHA256.value, 1.0, measured)
 
 
 def relation_of(share_a: np.ndarray, share_b: np.ndarray, duplicate_share: float) -> np.ndarray:
@@ -53,17 +63,19 @@ def composed_relations(files: pd.DataFrame, verified: pd.DataFrame, related: pd.
     map is the two maps composed, its shares those of the composed map, kept when either reaches
     `MIN_COMPOSED_SHARE`. Pairs in `related` (columns a < b: already related) and pairs of files with the same
     bytes are left out; of several paths between two files, the one through the first file by path is taken. Its
-    score is the weaker of the two relations' scores. One step only: no chains of compositions."""
+    scores are the weaker of the two relations' (each kind on its own: NaN where neither measured it). One step
+    only: no chains of compositions."""
     count = len(verified)
     maps = stacked(verified[PairCol.A_TO_B])
     maps = np.concatenate([maps, np.linalg.inv(maps)]) if count else maps  # edge e + count runs e backwards
     ends = verified[PairCol.ROW_A].to_numpy(np.int64), verified[PairCol.ROW_B].to_numpy(np.int64)
     edges = pd.DataFrame({"middle": np.concatenate(ends), "end": np.concatenate(ends[::-1]),
-                          "edge": np.arange(2 * count), "score": np.tile(verified[PairCol.SCORE].to_numpy(float), 2)})
+                          "edge": np.arange(2 * count),
+                          **{score: np.tile(verified[score].to_numpy(float), 2) for score in SCORES}})
     degree = edges["middle"].value_counts()
     edges = edges[edges["middle"].map(degree).to_numpy() <= MAX_COMPOSED_DEGREE]
-    paths = edges.rename(columns={"end": "a", "edge": "to_a", "score": "score_a"}).merge(
-        edges.rename(columns={"end": "b", "edge": "to_b", "score": "score_b"}), on="middle")
+    paths = edges.rename(columns={"end": "a", "edge": "to_a"}).merge(
+        edges.rename(columns={"end": "b", "edge": "to_b"}), on="middle", suffixes=("_a", "_b"))
     paths = paths[paths["a"].to_numpy() < paths["b"].to_numpy()]
     sha = files.set_index(Col.ROW)[Col.SHA256]
     paths = paths[sha.reindex(paths["a"]).to_numpy() != sha.reindex(paths["b"]).to_numpy()]
@@ -90,7 +102,8 @@ def composed_relations(files: pd.DataFrame, verified: pd.DataFrame, related: pd.
         PairCol.ROW_A: paths["a"].to_numpy(np.int64), PairCol.ROW_B: paths["b"].to_numpy(np.int64),
         PairCol.RELATION: relation_of(measured[:, 0], measured[:, 1], duplicate_share),
         PairCol.SHARE_A: measured[:, 0], PairCol.SHARE_B: measured[:, 1], PairCol.TRANSFORM: transforms,
-        PairCol.SCORE: np.minimum(paths["score_a"].to_numpy(float), paths["score_b"].to_numpy(float)),
+        **{score: np.fmin(paths[f"{score}_a"].to_numpy(float), paths[f"{score}_b"].to_numpy(float))
+           for score in SCORES},
         PairCol.EVIDENCE: Check.COMPOSITION.value,
         PairCol.A_TO_B: pd.Series([m.ravel() for m in composed], dtype=object),
     })
@@ -106,20 +119,21 @@ def build_relations(files: pd.DataFrame, matches: pd.DataFrame, duplicate_share:
                         != sha.reindex(matches[PairCol.ROW_B]).to_numpy())]
     exact = pd.DataFrame({
         PairCol.ROW_A: first, PairCol.ROW_B: other, PairCol.RELATION: Relation.EXACT.value,
-        PairCol.SHARE_A: 1.0, PairCol.SHARE_B: 1.0, PairCol.TRANSFORM: "same", PairCol.SCORE: 1.0,
+        PairCol.SHARE_A: 1.0, PairCol.SHARE_B: 1.0, PairCol.TRANSFORM: "same", **{score: np.nan for score in SCORES},
         PairCol.EVIDENCE: Check.SHA256.value,
         PairCol.A_TO_B: pd.Series([IDENTITY.ravel()] * len(first), dtype=object),
     })
-    shares_a, shares_b = verified[SHARE_A].to_numpy(dtype=float), verified[SHARE_B].to_numpy(dtype=float)
+    shares_a = verified[MatchCol.SHARE_A].to_numpy(dtype=float)
+    shares_b = verified[MatchCol.SHARE_B].to_numpy(dtype=float)
     accepted = pd.DataFrame({
         PairCol.ROW_A: verified[PairCol.ROW_A].to_numpy(dtype=np.int64),
         PairCol.ROW_B: verified[PairCol.ROW_B].to_numpy(dtype=np.int64),
         PairCol.RELATION: relation_of(shares_a, shares_b, duplicate_share),
         PairCol.SHARE_A: shares_a, PairCol.SHARE_B: shares_b,
-        PairCol.TRANSFORM: verified[TRANSFORM].astype(str).to_numpy(),
-        PairCol.SCORE: verified[MATCH_SCORE].to_numpy(dtype=float),
-        PairCol.EVIDENCE: verified[EVIDENCE].astype(str).to_numpy(),
-        PairCol.A_TO_B: pd.Series(list(verified[A_TO_B]), dtype=object),
+        PairCol.TRANSFORM: verified[MatchCol.TRANSFORM].astype(str).to_numpy(),
+        **{score: verified[score].to_numpy(dtype=float) for score in SCORES},
+        PairCol.EVIDENCE: verified[MatchCol.EVIDENCE].astype(str).to_numpy(),
+        PairCol.A_TO_B: pd.Series(list(verified[MatchCol.A_TO_B]), dtype=object),
     })
     ends = np.concatenate([first, accepted[PairCol.ROW_A]]), np.concatenate([other, accepted[PairCol.ROW_B]])
     related = pd.DataFrame({"a": np.minimum(*ends), "b": np.maximum(*ends)})

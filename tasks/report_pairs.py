@@ -19,6 +19,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from tasks.geometry import shared_regions
+from tasks.relations import evidence_score
 from tasks.schema import Action, Check, Col, PairCol, Relation
 
 Row = dict[str, Any]  # one manifest row as a plain dict: rendering thousands of cards stays cheap
@@ -49,7 +50,7 @@ class Link:
     share_other: float
     transform: str  # as recorded: how the pair's b relates to its a, whichever side `this` is
     evidence: str
-    score: float
+    score: float  # `tasks.relations.evidence_score`
     region_this: np.ndarray
     region_other: np.ndarray
 
@@ -62,7 +63,9 @@ class Link:
             this=record["this"], other=record["other"], relation=record[PairCol.RELATION],
             share_this=record[PairCol.SHARE_B if flipped else PairCol.SHARE_A],
             share_other=record[PairCol.SHARE_A if flipped else PairCol.SHARE_B],
-            transform=record[PairCol.TRANSFORM], evidence=record[PairCol.EVIDENCE], score=record[PairCol.SCORE],
+            transform=record[PairCol.TRANSFORM], evidence=record[PairCol.EVIDENCE],
+            score=float(evidence_score(record[PairCol.EVIDENCE], record[PairCol.INLIER_RATIO],
+                                       record[PairCol.CORRELATION])),
             region_this=region_b if flipped else region_a, region_other=region_a if flipped else region_b,
         )
 

@@ -92,7 +92,7 @@ class Col:
     NN_SIMILARITY = "nn_similarity"
     DENSITY_RATIO = "density_ratio"
     MATCH_PATH = "match_path"
-    MATCH_SCORE = "match_score"
+    MATCH_SCORE = "match_score"  # the best relation's evidence score: `tasks.relations.evidence_score`
     MATCH_TRANSFORM = "match_transform"
     DUP_GROUP = "dup_group"
     CLUSTER = "cluster"
@@ -153,10 +153,33 @@ class PairCol:
     SHARE_A = "share_a"  # share of a's area showing ground that b shows too
     SHARE_B = "share_b"
     TRANSFORM = "transform"  # how b relates to a
-    SCORE = "score"  # the accepting check's score: inlier share (keypoints) or normalised cross-correlation
+    INLIER_RATIO = "inlier_ratio"  # share of a keypoint fit's one-to-one matches that are inliers; NaN if none
+    CORRELATION = "correlation"  # normalised cross-correlation that accepted a placement; NaN if none
     EVIDENCE = "evidence"  # the `Check` that accepted the pair
     CROSS_SPLIT = "cross_split"
     A_TO_B = "a_to_b"  # 3 x 3 map, row-major, from a's unit square to b's (x / width, y / height)
+
+
+class MatchCol:
+    """Column names of the frames of pairs on their way to relations, each pair's two files by manifest row
+    (`ROW_A` < `ROW_B`): the neighbour pairs similarity finds (with `SIMILARITY`, and `RANK` when ranked per image),
+    the candidates verification takes (with `COLOUR_SIMILARITY`, and `PATH_A`, `PATH_B` while verified) and the
+    verified pairs it returns, with the fields of a `tasks.verify.Verification`. Names shared with `PairCol` are
+    its names: the verified pairs become relations."""
+
+    ROW_A, ROW_B = PairCol.ROW_A, PairCol.ROW_B
+    PATH_A, PATH_B = PairCol.PATH_A, PairCol.PATH_B
+    SIMILARITY = "similarity"  # cosine similarity of the two embeddings
+    RANK = "rank"  # 0 for an image's nearest neighbour
+    COLOUR_SIMILARITY = "colour_similarity"  # cosine similarity of the two colour signatures
+    STAGE = "stage"  # the verification stage that decided
+    EVIDENCE = PairCol.EVIDENCE  # "" for a rejected pair
+    REASON = "reason"  # why a rejected pair was rejected; "" for an accepted one
+    INLIER_RATIO, CORRELATION = PairCol.INLIER_RATIO, PairCol.CORRELATION
+    INLIERS = "inliers"  # keypoint inliers
+    TRANSFORM = PairCol.TRANSFORM
+    SHARE_A, SHARE_B = PairCol.SHARE_A, PairCol.SHARE_B
+    A_TO_B = PairCol.A_TO_B
 
 
 PAIRS_SCHEMA = pa.schema(
@@ -167,7 +190,8 @@ PAIRS_SCHEMA = pa.schema(
         pa.field(PairCol.SHARE_A, pa.float64(), nullable=False),
         pa.field(PairCol.SHARE_B, pa.float64(), nullable=False),
         pa.field(PairCol.TRANSFORM, pa.string(), nullable=False),
-        pa.field(PairCol.SCORE, pa.float64(), nullable=False),
+        pa.field(PairCol.INLIER_RATIO, pa.float64()),
+        pa.field(PairCol.CORRELATION, pa.float64()),
         pa.field(PairCol.EVIDENCE, pa.string(), nullable=False),
         pa.field(PairCol.CROSS_SPLIT, pa.bool_(), nullable=False),
         pa.field(PairCol.A_TO_B, pa.list_(pa.float64(), 9), nullable=False),

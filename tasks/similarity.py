@@ -30,9 +30,11 @@ from tasks.config import SimilarityConfig
 from tasks.images import load_reduced
 from tasks.memory import release_free_memory
 from tasks.progress import follow_percentages
-from tasks.schema import Col
+from tasks.schema import Col, MatchCol
 
-PAIR_A, PAIR_B, SIMILARITY, RANK = "row_a", "row_b", "similarity", "rank"
+# `tasks.schema.MatchCol`'s names for a pair's two rows, its similarity and its rank, as this module's users import
+# them.
+PAIR_A, PAIR_B, SIMILARITY, RANK = MatchCol.ROW_A, MatchCol.ROW_B, MatchCol.SIMILARITY, MatchCol.RANK
 # Part of the last search's key: change it whenever a change of code changes the neighbours found.
 SEARCH_VERSION = "exact cosine 1"
 # The suffixes fastdup reads itself (measured on fastdup 2.54: it skips others, .gif, .tga and .dib among them, even

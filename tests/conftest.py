@@ -152,7 +152,7 @@ def written_output(tmp_path_factory):
     manifest, pairs = classify_with_pairs(files, similarity, matches, config)
     staging = new_staging(out)
     gate = run_expectations(manifest, pairs, config, staging / "quality" / "data_docs")
-    bands = config.bands.thresholds()
+    bands = config.expert.bands.thresholds()
     summary = summarize(manifest, pairs, similarity, bands, [], gate)
     write_staged(staging, manifest, pairs, summary, gate, {"config": config.model_dump(mode="json")},
                  "Curate report: written", similarity.pairs[SIMILARITY].to_numpy(), bands)

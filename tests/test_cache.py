@@ -187,8 +187,8 @@ def test_a_first_runs_vectors_are_cached_without_a_copy(tmp_path):
 def test_verification_results_are_reused_by_content(tmp_path, monkeypatch):
     from PIL import Image
 
-    from tasks import verify
     from tasks.similarity import empty_pairs
+    from tasks.verify import runner as verify
 
     rng = np.random.default_rng(5)
     data = tmp_path / "data"
@@ -218,16 +218,18 @@ def test_verification_results_are_reused_by_content(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_verification_chunks_share_features_within_their_budget(tmp_path, texture, monkeypatch):
     """Chunks cut by pairs touch the same images; the process keeps their features within the budget."""
-    from tasks import verify
     from tasks.config import VerificationConfig
     from tasks.ingest import find_files, ingest
     from tasks.similarity import compute_similarity
+    from tasks.verify import cascade
+    from tasks.verify import runner as verify
 
     for seed in range(12):
         texture(tmp_path / "data" / f"{seed}.jpg", seed=seed)
     files = ingest(find_files({"train": tmp_path / "data"}, (".jpg",)))
     pairs = compute_similarity(files, SIMILARITY_CONFIG, tmp_path / "work").pairs
-    settings = VerificationConfig(refine_min_inliers=1000, refine_min_peak=1.0)  # no finer pass: its own features
+    settings = VerificationConfig()
+    monkeypatch.setattr(cascade, "worth_refining", lambda *pair: False)  # no finer pass: its own features
     extracted = []
     extract = verify.extract_features
     monkeypatch.setattr(verify, "extract_features", lambda path, s: extracted.append(path) or extract(path, s))
@@ -242,7 +244,7 @@ def test_verification_chunks_share_features_within_their_budget(tmp_path, textur
     # Once every chunk is verified, the process lets its features go: asking for one extracts it again.
     extracted.clear()
     verify.FEATURE_CACHE.limit(2**26)
-    verify.FEATURE_CACHE.features(with_budget[0], settings)
+    verify.FEATURE_CACHE.features(with_budget[0])
     assert extracted == [with_budget[0]]
     alone, without = run(0)
     images = set(without)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from tasks import verify
+from tasks.verify import runner
 from tasks.config import VerificationConfig
 from tasks.ingest import find_files, ingest
 from tasks.placement import predicted_overlaps
@@ -55,10 +56,10 @@ def test_verification_checks_what_accepted_pairs_place_over_each_other(tmp_path:
         save(tmp_path / f"window{index}.jpg", scene[0:300, 100 * index: 100 * index + 300])
     files = ingest(find_files({"train": tmp_path}, (".jpg",)))
     neighbours = pd.DataFrame({PAIR_A: [0, 1], PAIR_B: [1, 2], SIMILARITY: [0.5, 0.5]})
-    monkeypatch.setattr(verify, "select_candidates",
+    monkeypatch.setattr(runner, "select_candidates",
                         lambda files, pairs, settings, cache_dir=None: neighbours.assign(colour_similarity=0.5))
 
-    matched = verify.verify_candidates(files, neighbours, VerificationConfig(), workers=1)
+    matched = verify.verify_candidates(files, neighbours, VerificationConfig())
 
     assert sorted(zip(matched[PAIR_A], matched[PAIR_B])) == [(0, 1), (0, 2), (1, 2)]
     outer = matched[(matched[PAIR_A] == 0) & (matched[PAIR_B] == 2)].iloc[0]
