@@ -120,6 +120,7 @@ def curate(splits: dict[str, Path], out: Path, cache: Path, env: dict[str, str])
     stages = meta["stage_seconds"]
     started, finished = _epoch(meta["run_started"]), _epoch(meta["run_finished"])
     result["stage_seconds"] = stages
+    result["stage_cpu_seconds"] = meta.get("stage_cpu_seconds", {})
     result["startup"] = round(started - result["started_epoch"], 2)
     result["flow_other"] = round(finished - started - sum(stages.values()), 2)
     result["tail"] = round(result["started_epoch"] + result["seconds"] - finished, 2)
@@ -205,9 +206,9 @@ def stage_names(runs: list[dict]) -> list[str]:
     return [stage for stage in STAGE_ORDER if stage in recorded] + [s for s in recorded if s not in STAGE_ORDER]
 
 
-def median_stages(runs: list[dict]) -> dict[str, float]:
+def median_stages(runs: list[dict], key: str = "stage_seconds") -> dict[str, float]:
     stages = stage_names(runs)
-    return {stage: round(statistics.median(run["stage_seconds"].get(stage, 0.0) for run in runs), 2)
+    return {stage: round(statistics.median(run.get(key, {}).get(stage, float("nan")) for run in runs), 2)
             for stage in stages}
 
 
@@ -245,6 +246,10 @@ def report(results: dict) -> str:
         medians = median_stages(cold) | {key: median(cold, key) for key in ("startup", "flow_other", "tail")}
         lines.append(f"| {name} | " + " | ".join(str(medians.get(column, "")) for column in columns)
                      + f" | {median(cold, 'seconds')} |")
+        if all(run.get("stage_cpu_seconds") for run in cold):
+            cpu = median_stages(cold, "stage_cpu_seconds")
+            lines.append(f"| {name}, CPU s of the flow's process | | " + " | ".join(str(cpu[s]) for s in stages)
+                         + f" | | | {median(cold, 'cpu_seconds')} (the whole process) |")
     if "reruns" in results:
         tiles = results["datasets"]["tiles"]
         cold_wall = median(tiles["runs"]["curate_cold"], "seconds")
