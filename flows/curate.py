@@ -32,7 +32,7 @@ from tasks.classify import classify
 from tasks.config import ROOT, CurateConfig, load_config
 from tasks.demo import DEMO_SPLITS, build_demo_dataset
 from tasks.errors import ConfigError, CurateError, DatasetError, GateFailed
-from tasks.expectations import GateResult, preload as preload_expectations, run_expectations
+from tasks.expectations import GateResult, run_expectations
 from tasks.ingest import find_files, ingest
 from tasks.outputs import (
     OutputPaths,
@@ -208,8 +208,6 @@ def curate(
                            chunk_size=config.runner.chunk_size, concurrent_chunks=concurrent_chunks(config.runner))
             get_run_logger().info("ingest: %d files, %d readable, %d non-image files ignored",
                                   len(files), int(files["valid"].sum()), len(inventory.ignored))
-            # fastdup leaves a core idle part of the time: the gate's library is imported meanwhile.
-            preload_expectations()
             similarity = _timed(
                 timings, "similarity", compute_similarity, files, config.similarity, out_dir / ".work",
                 cache_dir=cache_folder(config), run_chunks=chunks, chunk_size=config.runner.chunk_size,

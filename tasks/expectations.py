@@ -4,8 +4,6 @@ Every expectation is evaluated (nothing stops at the first failure); the caller 
 """
 
 import logging
-import sys
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -167,34 +165,6 @@ def _observed(result: dict[str, Any]) -> Any:
                 return {"unexpected_count": observed, "examples": result["partial_unexpected_list"][:5]}
             return observed
     return None
-
-
-_preloading: threading.Thread | None = None
-_preload_lock = threading.Lock()
-
-
-def preload() -> None:
-    """Start importing Great Expectations on a background thread, once per process, and return at once.
-
-    The import costs about 1.7 CPU seconds (it builds pydantic models for every built-in expectation): most of
-    the gate's time, where validating 1,500 rows takes 0.3 s. The flow starts it while a stage leaves a core
-    idle, so that the gate finds it done; `run_expectations` imports it anyway, waiting for the thread if it is
-    still at work, and reports a failed import itself."""
-    global _preloading
-    with _preload_lock:
-        if _preloading is None and "great_expectations" not in sys.modules:
-            _preloading = threading.Thread(target=_import_great_expectations, name="preload-gx", daemon=True)
-            _preloading.start()
-
-
-def _import_great_expectations() -> None:
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    try:
-        import great_expectations  # noqa: F401
-        import great_expectations.expectations  # noqa: F401
-        from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: F401
-    except Exception:  # noqa: BLE001 - the gate imports it again, and a failure is reported there
-        pass
 
 
 def run_expectations(
