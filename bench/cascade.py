@@ -1,11 +1,12 @@
 """Issue 24's cascade analysis: which cheap tests could settle candidate pairs before verification's expensive
 stages, and what they would save. One command (not part of the unit tests):
 
-    .venv/bin/python -m bench.cascade [--only quality|robustness|tiling ...] [--work DIR] [--results DIR] [--fresh]
+    .venv/bin/python -m bench.cascade [--only quality|robustness|tiling-25|tiling-50|generated ...] [--work DIR] [--results DIR] [--fresh]
 
-On the candidate pairs of three benchmarks (the quality benchmark's files, the robustness benchmark's, and the
-tiled scenes of `bench/tiling.py`, both tilings in one split), in this process and on one thread, so that every
-time is the pair's own:
+On the candidate pairs of five benchmarks (the quality benchmark's files, the robustness benchmark's, the tiled
+scenes of `bench/tiling.py` at 25 % and at 50 % overlap, each tiling in one split as its benchmark runs it, and
+3,000 of the speed benchmark's generated tiles, where every candidate is a negative), in this process and on one
+thread, so that every time is the pair's own:
 
 1. ingest, similarity and `select_candidates` as the flow runs them (no cache), then the second round of pairs
    that accepted pairs place over each other (`tasks.placement.predicted_overlaps`);
@@ -99,7 +100,8 @@ class _SearchClock:
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORK = Path("/tmp/curate-cascade")
 DEFAULT_RESULTS = REPO / "bench" / "results"
-BENCHMARKS = ("quality", "robustness", "tiling-25", "tiling-50")
+BENCHMARKS = ("quality", "robustness", "tiling-25", "tiling-50", "generated")
+GENERATED_TILES = 3000  # `bench/scale.py`'s generated tiles: distinct noise scenes, every candidate a negative
 
 # --- per-image signatures -----------------------------------------------------------------------------------------
 
@@ -290,7 +292,18 @@ def tiling_benchmark(rsscn7: Path, work: Path, name: str) -> Benchmark:
                      f"intersecting tiles of {tiling.label}, detectable (`bench.tiling_score.detectable`)")
 
 
+def generated_benchmark(work: Path, count: int = GENERATED_TILES) -> Benchmark:
+    """The speed benchmark's generated tiles (`bench.scale.make_tile`, 128 px, distinct seeds), laid out as
+    `bench.scale.dataset` lays them out; no two share ground, so the truth is empty."""
+    from bench.scale import dataset, tile_pool
+
+    splits = dataset(work / "generated" / "dataset", tile_pool(work / "generated" / "pool", count))
+    return Benchmark("generated", splits, set(), f"none: {count} generated tiles of distinct seeds share no ground")
+
+
 def benchmark(name: str, rsscn7: Path, work: Path) -> Benchmark:
+    if name == "generated":
+        return generated_benchmark(work)
     if name == "quality":
         return quality_benchmark(rsscn7, work)
     if name == "robustness":
@@ -653,7 +666,7 @@ def best_rule(pairs: pd.DataFrame, images: pd.DataFrame, gate: Gate, steps: int 
 RECOMMENDED = (
     ("before correlation", (("part", 0.60), ("colour", 0.45))),
     ("before the shift search", (("peak", 0.033), ("part", 0.70), ("colour", 0.60))),
-    ("before the finer pass", (("matches", 9.0), ("colour", 0.80))),
+    ("before the finer pass", (("matches", 9.0), ("colour", 0.80), ("part", 0.84))),
 )
 
 
