@@ -1,7 +1,8 @@
 """Issue 24's cascade analysis: which cheap tests could settle candidate pairs before verification's expensive
 stages, and what they would save. One command (not part of the unit tests):
 
-    .venv/bin/python -m bench.cascade [--only quality|robustness|tiling-25|tiling-50|generated ...] [--work DIR] [--results DIR] [--fresh]
+    .venv/bin/python -m bench.cascade [--only quality|robustness|tiling-25|tiling-50|generated ...]
+                                      [--work DIR] [--results DIR] [--fresh]
 
 On the candidate pairs of five benchmarks (the quality benchmark's files, the robustness benchmark's, the tiled
 scenes of `bench/tiling.py` at 25 % and at 50 % overlap, each tiling in one split as its benchmark runs it, and
@@ -46,6 +47,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+import tasks.verify as _verify_module
 from bench.dataset import DEFAULT_RSSCN7, SPLITS, BenchConfig, build_dataset, load_overlaps, load_truth
 from bench.run_quality import machine
 from tasks.config import VerificationConfig, load_config
@@ -55,15 +57,21 @@ from tasks.ingest import find_files, ingest
 from tasks.placement import predicted_overlaps
 from tasks.schema import Col
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, compute_similarity
-
-# Everything this analysis takes from verification, in one place: `tasks/verify.py` is becoming a package of named
-# stages, and only this block should need to follow it. The private stages are read to time them one by one.
-import tasks.verify as _verify_module  # noqa: E402
-from tasks.verify import (  # noqa: E402
-    A_TO_B, COLOUR_SIMILARITY, EVIDENCE, NO_MATCH, ImageFeatures, Verification, extract_features,
-    select_candidates, verify_pairs,
+from tasks.verify import (
+    A_TO_B,
+    COLOUR_SIMILARITY,
+    EVIDENCE,
+    NO_MATCH,
+    ImageFeatures,
+    Verification,
+    extract_features,
+    select_candidates,
+    verify_pairs,
 )
 
+# Everything this analysis takes from verification is the `tasks.verify` imports above and this block: `tasks/verify.py`
+# is becoming a package of named stages, and only these lines should need to follow it. The private stages are read to
+# time them one by one.
 _match_keypoints = _verify_module._match_keypoints
 _correlate = _verify_module._correlate
 _refined = _verify_module._refined
@@ -785,7 +793,8 @@ def report(results: dict) -> str:
     parts = ["# Verification cascade analysis (issue 24)",
              f"Command: `{results['command']}`  \nDate: {results['date']}  \n"
              + "Machine: {cpu}, {cores} cores, {ram_gib} GiB RAM, Python {python}".format(**results["machine"]),
-             "Every time is CPU seconds of one thread (`time.thread_time`, OpenCV's own threads off), so other programs "
+             "Every time is CPU seconds of one thread (`time.thread_time`, OpenCV's own threads off), so other "
+             "programs "
              "on a shared machine hardly move them. The robustness benchmark holds the quality benchmark's files too, "
              "so the column `all` counts those pairs twice. Truth per benchmark: "
              + "; ".join(f"{row['benchmark']}: {row['truth_note']}" for row in results["stages"]) + "."]
@@ -889,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
         row["truth_note"] = measured[name]["totals"]["truth_note"]
     results = {
         "command": shlex.join(["python", "-m", "bench.cascade", *(sys.argv[1:] if argv is None else argv)]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
         "stages": stages, **analyse(measured), "hash_acceptance": hash_acceptance(pairs),
         "recommended": [{"gate": gate, "rules": [list(rule) for rule in rules]} for gate, rules in RECOMMENDED],
         "projection": project(pairs, images),

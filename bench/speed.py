@@ -48,7 +48,8 @@ import pyarrow.parquet as pq
 
 from bench.dataset import DEFAULT_RSSCN7, SPLITS, BenchConfig, build_dataset, load_truth
 from bench.run_quality import machine
-from bench.scale import BARE_FASTDUP, dataset as tile_dataset, prefect_server, tile_pool
+from bench.scale import BARE_FASTDUP, prefect_server, tile_pool
+from bench.scale import dataset as tile_dataset
 from tasks import OFFLINE_ENVIRONMENT
 from tasks.schema import read_metadata
 
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         env.update(OFFLINE_ENVIRONMENT)
         where = f"started for the benchmark at {env['PREFECT_API_URL']} (start not counted)"
     progress(f"Prefect server {where}")
-    results: dict = {"command": command, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    results: dict = {"command": command, "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                      "machine": machine(), "prefect_server": where, "repeats": args.repeats, "datasets": {}}
 
     def save() -> None:
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.terminate()
             server.wait(30)
-    results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     (args.results / "speed.json").write_text(json.dumps(results, indent=1))
     (args.results / "speed.md").write_text(report(results))
     partial.unlink(missing_ok=True)
