@@ -63,3 +63,10 @@ bench-scale-rows: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data/demo data/curated
+
+# Issue 24: cold Curate against bare fastdup, alternating, median of 3, on the quality files and 10,000 generated
+# tiles, with re-runs (about 30 minutes on 2 cores); against a running Prefect server (PREFECT_API_URL, else its own).
+.PHONY: bench-speed
+bench-speed: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt -c requirements.lock
+	$(PY) -m bench.speed

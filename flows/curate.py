@@ -176,14 +176,16 @@ def _run_metadata(config: CurateConfig, similarity: Similarity, started: datetim
         "config": config.model_dump(mode="json"),
         "run_started": started.isoformat(),
         "run_finished": datetime.now(timezone.utc).isoformat(),
-        "stage_seconds": {stage: round(seconds, 3) for stage, seconds in timings.items()},
+        "stage_seconds": {stage: round(seconds, 3) for stage, (seconds, _) in timings.items()},
+        # This process's CPU (all its threads; not chunks run by other processes, under a process or Dask runner).
+        "stage_cpu_seconds": {stage: round(cpu, 3) for stage, (_, cpu) in timings.items()},
     }
 
 
-def _timed(timings: dict[str, float], stage: str, function, *args, **kwargs):
-    clock = time.perf_counter()
+def _timed(timings: dict[str, tuple[float, float]], stage: str, function, *args, **kwargs):
+    clock, cpu = time.perf_counter(), time.process_time()
     result = function(*args, **kwargs)
-    timings[stage] = time.perf_counter() - clock
+    timings[stage] = (time.perf_counter() - clock, time.process_time() - cpu)
     return result
 
 
@@ -198,7 +200,7 @@ def curate(
     inventory = find_files(folders, config.extensions)  # before the output folder is touched: no images, no run
     with exclusive_output(out_dir):
         staging = new_staging(out_dir)
-        timings: dict[str, float] = {}
+        timings: dict[str, tuple[float, float]] = {}  # wall and CPU seconds
         with chunk_map(config.runner) as chunks:
             # Ingest, similarity and verification run in the flow itself: their chunks are the task runs (a chunk
             # submitted from inside another task run cannot be sent to Dask: its context does not serialise).
