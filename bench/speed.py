@@ -37,18 +37,17 @@ import resource
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 
 from bench.dataset import DEFAULT_RSSCN7, SPLITS, BenchConfig, build_dataset, load_truth
 from bench.run_quality import machine
 from bench.scale import BARE_FASTDUP, prefect_server, tile_pool
+from bench.scale import measure as scale_measure
 from bench.scale import dataset as tile_dataset
 from tasks import OFFLINE_ENVIRONMENT
 from tasks.schema import read_metadata
@@ -66,29 +65,12 @@ def _cpu_of_children() -> float:
 
 
 def measure(command: list[str], env: dict[str, str], success: tuple[int, ...] = (0,)) -> dict:
-    """Run `command`: wall seconds, CPU seconds (user + system of it and of every process it waited for), peak
-    resident memory of its process tree (sampled every 0.1 s), the load average before it, its exit status and its
-    start as a UNIX time. An exit status outside `success` raises, with the command's last output."""
-    load = os.getloadavg()[0]
-    cpu = _cpu_of_children()
-    epoch = time.time()
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    watched = psutil.Process(process.pid)
-    peak = 0
-    while process.poll() is None:
-        try:
-            tree = [watched, *watched.children(recursive=True)]
-            peak = max(peak, sum(member.memory_info().rss for member in tree if member.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    seconds = time.perf_counter() - started
-    output = process.stdout.read().decode(errors="replace")
-    if process.returncode not in success:
-        raise RuntimeError(f"{shlex.join(command[:4])} ... exited {process.returncode}:\n{output[-3000:]}")
-    return {"seconds": round(seconds, 2), "cpu_seconds": round(_cpu_of_children() - cpu, 2),
-            "peak_rss_mib": round(peak / 2**20, 1), "load_before": round(load, 2), "exit": process.returncode,
+    """`bench.scale.measure` (wall seconds, exit status, peak resident memory of the process tree), plus CPU
+    seconds (user + system of it and of every process it waited for), the load average before it and its start as a
+    UNIX time. An exit status outside `success` raises, with the command's last output."""
+    load, cpu, epoch = os.getloadavg()[0], _cpu_of_children(), time.time()
+    measured = scale_measure(command, env, success)
+    return {**measured, "cpu_seconds": round(_cpu_of_children() - cpu, 2), "load_before": round(load, 2),
             "started_epoch": epoch}
 
 

@@ -172,3 +172,43 @@ def pytest_sessionfinish(session, exitstatus):
               "and a curate run needs --out and --set cache_dir=... there; or was the repository edited meanwhile?):\n"
               + "\n".join(written[:20]))
         session.exitstatus = 1
+
+
+# A generated aerial-looking scene for the verification tests (tests/test_verify*.py), its side in pixels.
+SIZE = 400
+
+
+def textured_scene(seed: int, size: int = SIZE) -> np.ndarray:
+    """A colour 'aerial' scene: multi-scale smooth noise (texture) plus random fields and roofs (structure)."""
+    import cv2  # imported here: most tests never need OpenCV
+
+    rng = np.random.default_rng(seed)
+    gray = np.zeros((size, size), np.float32)
+    for sigma, weight in ((1.5, 0.3), (4, 0.5), (12, 1.0), (30, 1.2)):
+        noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), sigma)
+        gray += weight * noise / noise.std()
+    gray = (gray - gray.min()) / (gray.max() - gray.min()) * 160 + 40
+    for _ in range(60):
+        centre = rng.integers(0, size, 2)
+        corners = (centre + rng.integers(-30, 30, (4, 2))).astype(np.int32)
+        cv2.fillConvexPoly(gray, cv2.convexHull(corners), float(rng.integers(0, 255)))
+    tint = rng.uniform(0.7, 1.0, 3).astype(np.float32)
+    return np.clip(gray[:, :, None] * tint, 0, 255).astype(np.uint8)
+
+
+def save(path: Path, image: np.ndarray, quality: int = 90) -> Path:
+    """`image` (BGR, as OpenCV holds it) written as a JPEG at `path`."""
+    import cv2
+
+    cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return path
+
+
+@pytest.fixture(scope="module")
+def scene() -> np.ndarray:
+    return textured_scene(seed=1)
+
+
+@pytest.fixture(scope="module")
+def scene_path(tmp_path_factory: pytest.TempPathFactory, scene: np.ndarray) -> Path:
+    return save(tmp_path_factory.mktemp("scene") / "original.jpg", scene)

@@ -23,30 +23,8 @@ from tasks.verify import (
 )
 from tasks.verify import cascade, correlation, features, runner
 from tasks.verify.keypoints import match_keypoints
-from tests.conftest import RSSCN7
+from tests.conftest import RSSCN7, SIZE, save, textured_scene
 
-SIZE = 400
-
-
-def textured_scene(seed: int, size: int = SIZE) -> np.ndarray:
-    """A colour 'aerial' scene: multi-scale smooth noise (texture) plus random fields and roofs (structure)."""
-    rng = np.random.default_rng(seed)
-    gray = np.zeros((size, size), np.float32)
-    for sigma, weight in ((1.5, 0.3), (4, 0.5), (12, 1.0), (30, 1.2)):
-        noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), sigma)
-        gray += weight * noise / noise.std()
-    gray = (gray - gray.min()) / (gray.max() - gray.min()) * 160 + 40
-    for _ in range(60):
-        centre = rng.integers(0, size, 2)
-        corners = (centre + rng.integers(-30, 30, (4, 2))).astype(np.int32)
-        cv2.fillConvexPoly(gray, cv2.convexHull(corners), float(rng.integers(0, 255)))
-    tint = rng.uniform(0.7, 1.0, 3).astype(np.float32)
-    return np.clip(gray[:, :, None] * tint, 0, 255).astype(np.uint8)
-
-
-def save(path: Path, image: np.ndarray, quality: int = 90) -> Path:
-    cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return path
 
 
 DUPLICATE_SHARE = DecisionsConfig().duplicate_share
@@ -102,16 +80,6 @@ def with_overlay(image: np.ndarray, kind: str) -> np.ndarray:
         draw.text((width // 2 - 120, height // 2 - 12), "SAMPLE  SAMPLE", font=ImageFont.load_default(36),
                   fill=(255, 255, 255, 120))
     return np.asarray(overlaid)[:, :, ::-1].copy()
-
-
-@pytest.fixture(scope="module")
-def scene() -> np.ndarray:
-    return textured_scene(seed=1)
-
-
-@pytest.fixture(scope="module")
-def scene_path(tmp_path_factory: pytest.TempPathFactory, scene: np.ndarray) -> Path:
-    return save(tmp_path_factory.mktemp("scene") / "original.jpg", scene)
 
 
 def half_size(image: np.ndarray) -> np.ndarray:

@@ -6,20 +6,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import pytest
 from PIL import Image
 
 from tasks.config import VerificationConfig
 from tasks.imagestats import PART_WINDOWS
 from tasks.schema import Col
 from tasks.verify import grid_neighbours, name_neighbours, part_neighbours, select_candidates
-from tests.conftest import RSSCN7
-from tests.test_verify import SIZE, textured_scene
-
-
-@pytest.fixture(scope="module")
-def scene() -> np.ndarray:
-    return textured_scene(seed=1)
+from tests.conftest import RSSCN7, SIZE, textured_scene
 
 
 def test_each_images_nearest_neighbours_are_verified_whatever_their_similarity() -> None:

@@ -21,12 +21,8 @@ from tasks.verify.placements import (
     SEARCH_MIN_CORRELATION, best_shift, normalised_correlation, overlap, overlap_correlation, search_placements,
 )
 from tasks.verify.thumbnails import PHASE_LEVELS, THUMBNAIL_SIDE, detail_of_each, fine_detail, spectrum_phases
-from tests.test_verify import SIZE, features_of, relation, rsscn7_tile, textured_scene, with_overlay, zoomed_in
-
-
-@pytest.fixture(scope="module")
-def scene() -> np.ndarray:
-    return textured_scene(seed=1)
+from tests.conftest import SIZE, textured_scene
+from tests.test_verify import features_of, relation, rsscn7_tile, with_overlay, zoomed_in
 
 
 @pytest.mark.parametrize(("zoom", "label"), [(2.0, "zoom2x"), (1.5, "zoom1.5x")])

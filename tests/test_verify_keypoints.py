@@ -15,17 +15,8 @@ from tasks.verify.agreement import KEYPOINT_GRID, cell_sums, detail_agreement
 from tasks.verify.keypoints import (
     Fit, alignments, fit, judge, match_keypoints, narrowest_spread, one_to_one_matches, reversed_fit, stretch,
 )
-from tests.test_verify import TRANSFORMS, features_of, relation, rsscn7_tile, save, textured_scene
-
-
-@pytest.fixture(scope="module")
-def scene() -> np.ndarray:
-    return textured_scene(seed=1)
-
-
-@pytest.fixture(scope="module")
-def scene_path(tmp_path_factory: pytest.TempPathFactory, scene: np.ndarray) -> Path:
-    return save(tmp_path_factory.mktemp("scene") / "original.jpg", scene)
+from tests.conftest import save, textured_scene
+from tests.test_verify import TRANSFORMS, features_of, relation, rsscn7_tile
 
 
 @pytest.mark.parametrize("name", list(TRANSFORMS))
