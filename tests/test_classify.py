@@ -11,9 +11,8 @@ from tasks.classify import DETECTORS, connected_groups, detector
 from tasks.config import CurateConfig, apply_assignments, parse_config
 from tasks.geometry import shares
 from tasks.relations import build_relations, pairs_with_paths
-from tasks.schema import Action, Col, Issue, Relation
+from tasks.schema import Action, Col, Issue, MatchCol, Relation
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY, Similarity, empty_pairs
-from tasks.verify import A_TO_B, CORRELATION, EVIDENCE, INLIER_RATIO, INLIERS, SHARE_A, SHARE_B, TRANSFORM
 from tests.conftest import RSSCN7
 
 DUPLICATE, OVERLAP = Relation.DUPLICATE.value, Relation.OVERLAP.value
@@ -53,14 +52,14 @@ def make_matches(matches: list[tuple[int, int, str] | tuple[int, int, str, np.nd
     for a, b, relation, *given in matches:
         a_to_b = given[0] if given else MAPS[relation]
         share_a, share_b = shares(a_to_b) if given else SHARES[relation]
-        rows.append({PAIR_A: a, PAIR_B: b, SIMILARITY: 0.9, EVIDENCE: "keypoints", INLIER_RATIO: 0.8,
-                     CORRELATION: np.nan, INLIERS: 40,
-                     TRANSFORM: "rotate90" if relation == DUPLICATE else "shift", SHARE_A: share_a,
-                     SHARE_B: share_b, A_TO_B: np.asarray(a_to_b, float).ravel()})
+        rows.append({PAIR_A: a, PAIR_B: b, SIMILARITY: 0.9, MatchCol.EVIDENCE: "keypoints", MatchCol.INLIER_RATIO: 0.8,
+                     MatchCol.CORRELATION: np.nan, MatchCol.INLIERS: 40,
+                     MatchCol.TRANSFORM: "rotate90" if relation == DUPLICATE else "shift", MatchCol.SHARE_A: share_a,
+                     MatchCol.SHARE_B: share_b, MatchCol.A_TO_B: np.asarray(a_to_b, float).ravel()})
     return pd.DataFrame(
         rows,
-        columns=[PAIR_A, PAIR_B, SIMILARITY, EVIDENCE, INLIER_RATIO, CORRELATION, INLIERS, TRANSFORM, SHARE_A, SHARE_B,
-                 A_TO_B],
+        columns=[PAIR_A, PAIR_B, SIMILARITY, MatchCol.EVIDENCE, MatchCol.INLIER_RATIO, MatchCol.CORRELATION, MatchCol.INLIERS, MatchCol.TRANSFORM, MatchCol.SHARE_A, MatchCol.SHARE_B,
+                 MatchCol.A_TO_B],
     ).astype({PAIR_A: "int64", PAIR_B: "int64"})
 
 

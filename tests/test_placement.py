@@ -11,7 +11,7 @@ from tasks.verify import runner
 from tasks.config import VerificationConfig
 from tasks.ingest import find_files, ingest
 from tasks.placement import predicted_overlaps
-from tasks.schema import PairCol
+from tasks.schema import MatchCol, PairCol
 from tasks.similarity import PAIR_A, PAIR_B, SIMILARITY
 from tests.test_classify import OVERLAP, make_matches
 from tests.test_verify import save, textured_scene
@@ -63,4 +63,4 @@ def test_verification_checks_what_accepted_pairs_place_over_each_other(tmp_path:
 
     assert sorted(zip(matched[PAIR_A], matched[PAIR_B])) == [(0, 1), (0, 2), (1, 2)]
     outer = matched[(matched[PAIR_A] == 0) & (matched[PAIR_B] == 2)].iloc[0]
-    assert (outer[verify.SHARE_A], outer[verify.SHARE_B]) == pytest.approx((1 / 3, 1 / 3), abs=0.03)
+    assert (outer[MatchCol.SHARE_A], outer[MatchCol.SHARE_B]) == pytest.approx((1 / 3, 1 / 3), abs=0.03)

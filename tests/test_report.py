@@ -20,8 +20,7 @@ from tasks.expectations import GateResult
 from tasks.geometry import shared_regions
 from tasks.outputs import summarize
 from tasks.report import ReportLimits, write_report
-from tasks.schema import Band, Col, PairCol
-from tasks.verify import A_TO_B, SHARE_A, SHARE_B
+from tasks.schema import Band, Col, MatchCol, PairCol
 from tests.test_classify import DUPLICATE, OVERLAP, classify_with_pairs, make_files, make_matches, make_similarity
 
 BANDS = {Band.IDENTICAL: 0.99, Band.NEAR_IDENTICAL: 0.98, Band.SIMILAR: 0.9}
@@ -83,8 +82,8 @@ def dataset(tmp_path, texture):
     # No file has two verified relations: relations composed through one (tasks.relations) would join more pairs.
     matches = make_matches([(0, 1, DUPLICATE), (8, 9, OVERLAP), (18, 19, OVERLAP), (10, 20, OVERLAP),
                             (22, 23, OVERLAP)])
-    matches.at[2, A_TO_B] = SHIFTED.ravel()  # the third match: v1 ~ the evil tile
-    matches.loc[2, [SHARE_A, SHARE_B]] = 0.375
+    matches.at[2, MatchCol.A_TO_B] = SHIFTED.ravel()  # the third match: v1 ~ the evil tile
+    matches.loc[2, [MatchCol.SHARE_A, MatchCol.SHARE_B]] = 0.375
     manifest, pairs = classify_with_pairs(files, similarity, matches, CurateConfig())
     summary = summarize(manifest, pairs, similarity, BANDS, [], GateResult(success=True, outcomes=[], raw={}))
     return manifest, pairs, summary, similarity.pairs["similarity"].to_numpy()

@@ -17,7 +17,6 @@ in docs/VERIFICATION.md):
 Every verdict (`Verification`) records the stage that decided and, for a rejection, a `Reason`.
 """
 
-from tasks.schema import MatchCol
 from tasks.verify.candidates import (
     grid_neighbours, name_neighbours, part_neighbours, select_candidates, signature_neighbours, structure_neighbours,
 )
@@ -29,14 +28,9 @@ from tasks.verify.runner import (
 )
 from tasks.verify.verdict import Reason, Stage, Verification
 
-# The columns of a verified pair, under the names their importers use.
-EVIDENCE, INLIER_RATIO, CORRELATION, INLIERS = MatchCol.EVIDENCE, MatchCol.INLIER_RATIO, MatchCol.CORRELATION, \
-    MatchCol.INLIERS
-TRANSFORM, SHARE_A, SHARE_B, A_TO_B = MatchCol.TRANSFORM, MatchCol.SHARE_A, MatchCol.SHARE_B, MatchCol.A_TO_B
-
 __all__ = [
-    "A_TO_B", "CORRELATION", "EVIDENCE", "FEATURE_CACHE", "FINE", "INLIERS", "INLIER_RATIO", "METHOD_VERSION",
-    "RESULT_COLUMNS", "SHARE_A", "SHARE_B", "TRANSFORM", "WORKING", "FeatureCache", "ImageFeatures", "Reason",
+    "FEATURE_CACHE", "FINE", "METHOD_VERSION",
+    "RESULT_COLUMNS", "WORKING", "FeatureCache", "ImageFeatures", "Reason",
     "Resolution", "Stage", "Verification", "chunks_by_locality", "correlate_pair", "extract_features",
     "grid_neighbours", "name_neighbours", "part_neighbours", "select_candidates", "signature_neighbours",
     "structure_neighbours", "verify_candidates", "verify_pair", "verify_pairs",
